@@ -1,0 +1,78 @@
+"""The network description shared by every backend: layer sizes and one flat buffer.
+
+Layout of the flat parameter buffer (the same in every backend, see docs/kernels.md)::
+
+    [W_0.ravel(), b_0, W_1.ravel(), b_1, ..., W_{L-1}.ravel(), b_{L-1}]
+
+with ``W_i`` of shape ``(units[i], units[i+1])`` stored row-major (C order) and ``b_i`` of
+shape ``(units[i+1],)``. ``coefs_[i]`` and ``intercepts_[i]`` are views into the buffer,
+gradients and optimiser state are flat arrays of the same length.
+"""
+
+import numpy as np
+
+
+def as_layer_units(n_features, hidden_layer_sizes, n_outputs):
+    """Return ``[n_features, *hidden_layer_sizes, n_outputs]`` as an int64 array."""
+    return np.array([n_features, *hidden_layer_sizes, n_outputs], dtype=np.int64)
+
+
+def layer_offsets(layer_units):
+    """Offsets of each layer's weights and biases in the flat buffer.
+
+    Returns ``(coef_offsets, intercept_offsets, n_params)``; layer ``i`` occupies
+    ``[coef_offsets[i], intercept_offsets[i])`` for ``W_i`` and
+    ``[intercept_offsets[i], intercept_offsets[i] + units[i+1])`` for ``b_i``.
+    """
+    coef_offsets, intercept_offsets = [], []
+    position = 0
+    for fan_in, fan_out in zip(layer_units[:-1], layer_units[1:]):
+        coef_offsets.append(position)
+        position += int(fan_in) * int(fan_out)
+        intercept_offsets.append(position)
+        position += int(fan_out)
+    return coef_offsets, intercept_offsets, position
+
+
+def n_params(layer_units):
+    """Length of the flat parameter buffer of a network with these layer sizes."""
+    return layer_offsets(layer_units)[2]
+
+
+def unpack(params, layer_units):
+    """Views ``(coefs, intercepts)`` into ``params``; writing to them writes the buffer."""
+    coef_offsets, intercept_offsets, _ = layer_offsets(layer_units)
+    coefs, intercepts = [], []
+    for i, (fan_in, fan_out) in enumerate(zip(layer_units[:-1], layer_units[1:])):
+        start = coef_offsets[i]
+        coefs.append(params[start:start + fan_in * fan_out].reshape(fan_in, fan_out))
+        start = intercept_offsets[i]
+        intercepts.append(params[start:start + fan_out])
+    return coefs, intercepts
+
+
+def pack(coefs, intercepts, dtype=None):
+    """A new flat buffer holding ``coefs`` and ``intercepts`` in the shared layout."""
+    dtype = dtype or np.result_type(*coefs, *intercepts)
+    parts = []
+    for coef, intercept in zip(coefs, intercepts):
+        parts.append(np.asarray(coef, dtype=dtype).ravel())
+        parts.append(np.asarray(intercept, dtype=dtype).ravel())
+    return np.ascontiguousarray(np.concatenate(parts), dtype=dtype)
+
+
+def glorot_uniform_init(layer_units, activation, random_state, dtype):
+    """scikit-learn's initialisation, drawn in scikit-learn's order.
+
+    For each layer in order, the weights and then the biases are drawn from
+    ``U(-bound, bound)`` with ``bound = sqrt(factor / (fan_in + fan_out))``, ``factor``
+    2 for logistic hidden units and 6 otherwise (Glorot and Bengio 2010), in float64
+    and then cast, exactly as ``sklearn.neural_network.MLP*._init_coef``.
+    """
+    factor = 2.0 if activation == "logistic" else 6.0
+    coefs, intercepts = [], []
+    for fan_in, fan_out in zip(layer_units[:-1], layer_units[1:]):
+        bound = np.sqrt(factor / (fan_in + fan_out))
+        coefs.append(random_state.uniform(-bound, bound, (int(fan_in), int(fan_out))))
+        intercepts.append(random_state.uniform(-bound, bound, int(fan_out)))
+    return pack(coefs, intercepts, dtype=dtype)

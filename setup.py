@@ -1,0 +1,61 @@
+"""Build the Cython kernels in csrc/ into extension modules inside the fastnn package.
+
+Environment switches:
+  FASTNN_NO_EXTENSIONS=1  build a pure-Python package (the Numba or NumPy backend is used)
+  FASTNN_DEBUG=1          compile with boundscheck/wraparound on and -O0 -g, for the tests
+  FASTNN_PORTABLE=1       do not compile for the building machine's CPU (no -march=native)
+"""
+
+import glob
+import os
+
+from setuptools import setup
+
+
+def _flag(name):
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def extensions():
+    if _flag("FASTNN_NO_EXTENSIONS"):
+        return []
+    import numpy
+    from Cython.Build import cythonize
+    from setuptools import Extension
+
+    debug = _flag("FASTNN_DEBUG")
+    directives = {
+        "language_level": 3,
+        "boundscheck": debug,
+        "wraparound": debug,
+        "initializedcheck": debug,
+        "cdivision": True,
+        "nonecheck": False,
+        "cpow": True,
+    }
+    if debug:
+        compile_args = ["-O0", "-g"]
+    else:
+        compile_args = ["-O3"] + ([] if _flag("FASTNN_PORTABLE") else ["-march=native"])
+    modules = []
+    for source in sorted(glob.glob(os.path.join("csrc", "*.pyx"))):
+        name = os.path.splitext(os.path.basename(source))[0]
+        modules.append(
+            Extension(
+                f"fastnn.{name}",
+                [source],
+                include_dirs=[numpy.get_include(), "csrc"],
+                define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
+                extra_compile_args=compile_args,
+            )
+        )
+    return cythonize(
+        modules,
+        compiler_directives=directives,
+        include_path=["csrc"],
+        # A debug build must not reuse the optimised C files, and vice versa.
+        force=debug,
+    )
+
+
+setup(ext_modules=extensions())

@@ -1,0 +1,58 @@
+"""Shared fixtures: one test body runs over every backend (ids cython, numba, numpy).
+
+A backend that cannot be loaded is skipped with the reason -- unless it is named in
+FASTNN_REQUIRE_BACKENDS (comma separated; CI sets it), where its absence is a failure, so
+that a broken build can never hide behind skipped tests.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastnn import _backend
+
+DATA_DIR = Path(os.environ.get("FASTNN_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def _required_backends():
+    value = os.environ.get("FASTNN_REQUIRE_BACKENDS", "")
+    return {name.strip() for name in value.split(",") if name.strip()}
+
+
+def load_backend(name):
+    """The kernel module of ``name``, or skip (fail when required) saying why not."""
+    module = _backend._load(name)
+    if module is None:
+        reason = f"{name} backend unavailable: {_backend._import_errors.get(name)}"
+        if name in _required_backends():
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return module
+
+
+@pytest.fixture(params=list(_backend.BACKENDS))
+def backend(request):
+    """Name of a loadable backend; tests take its kernels with ``kernels(backend)``."""
+    load_backend(request.param)
+    return request.param
+
+
+@pytest.fixture(params=[b for b in _backend.BACKENDS if b != "numpy"])
+def fast_backend(request):
+    """A compiled backend (cython or numba), to be compared with the numpy oracle."""
+    load_backend(request.param)
+    return request.param
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+    if not DATA_DIR.is_dir():
+        pytest.skip(f"shared data directory not found at {DATA_DIR}")
+    return DATA_DIR
