@@ -142,11 +142,11 @@ def r2_score(Y, predictions, sample_weight):
 class BaseNetwork(ParamsMixin):
     """Feed-forward network trained by sgd / adam / lbfgs; see the module docstring."""
 
-    _array_attributes = ("_params", "_layer_units")
+    _array_attributes = ("_params", "_layer_units", "_best_params", "feature_names_in_")
     _scalar_attributes = (
         "n_iter_", "t_", "n_layers_", "n_outputs_", "out_activation_", "n_features_in_",
         "loss_", "best_loss_", "loss_curve_", "validation_scores_", "best_validation_score_",
-        "_epoch_count",
+        "_epoch_count", "_no_improvement_count",
     )
 
     # ------------------------------------------------------------------ hooks
@@ -248,6 +248,33 @@ class BaseNetwork(ParamsMixin):
         self.__dict__.update(state)
         if "_params" in state:
             self._set_buffer(self._params, self._layer_units)
+
+    def save(self, path):
+        """Write the fitted model to ``path`` (.npz + JSON metadata, no pickle).
+
+        Load it back with ``fastnn.load(path)``; the round trip is bit-identical.
+        """
+        from ._persistence import save
+
+        save(self, path)
+
+    def _extra_state(self):
+        """Persisted state that is neither a plain array nor a scalar attribute."""
+        state = getattr(self, "_optimizer_state", None)
+        if state is None:
+            return {}, {}
+        scalars = {"learning_rate": state["learning_rate"], "adam_step": state["adam_step"]}
+        arrays = {"velocity": state["velocity"], "second_moment": state["second_moment"]}
+        return scalars, arrays
+
+    def _load_extra_state(self, scalars, arrays):
+        if "velocity" in arrays:
+            self._optimizer_state = {
+                "learning_rate": float(scalars["learning_rate"]),
+                "adam_step": int(scalars["adam_step"]),
+                "velocity": arrays["velocity"],
+                "second_moment": arrays["second_moment"],
+            }
 
     def _snapshot(self):
         """Everything ``fit`` may change, to restore after a failed fit."""

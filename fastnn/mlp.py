@@ -173,15 +173,6 @@ class _BaseMLP(BaseNetwork):
             )
         return True
 
-    def save(self, path):
-        """Write the fitted model to ``path`` (.npz + JSON metadata, no pickle).
-
-        Load it back with ``fastnn.load(path)``.
-        """
-        from ._persistence import save
-
-        save(self, path)
-
     def _tags(self, tags):
         tags.input_tags.sparse = False
         tags.target_tags.multi_output = True
@@ -214,7 +205,6 @@ class MLPClassifier(_BaseMLP):
     )
 
     _estimator_type = "classifier"
-    _scalar_attributes = _BaseMLP._scalar_attributes
     _array_attributes = _BaseMLP._array_attributes + ("classes_",)
 
     def _prepare_targets(self, X, y, reset, incremental):
@@ -235,6 +225,17 @@ class MLPClassifier(_BaseMLP):
         else:
             self._label_coder.check_known(labels)
         return self._label_coder.transform(labels, X.dtype)
+
+    def _extra_state(self):
+        scalars, arrays = super()._extra_state()
+        if hasattr(self, "_label_coder"):
+            scalars["target_type"] = self._label_coder.target_type
+        return scalars, arrays
+
+    def _load_extra_state(self, scalars, arrays):
+        super()._load_extra_state(scalars, arrays)
+        if "target_type" in scalars:
+            self._label_coder = LabelCoder(self.classes_, scalars["target_type"])
 
     def _output(self):
         if self._label_coder.target_type == "multiclass":
