@@ -8,6 +8,7 @@ wording where its estimator checks look for it ("Reshape your data", "0 sample(s
 """
 
 import numbers
+import sys
 import warnings
 
 import numpy as np
@@ -209,11 +210,19 @@ def check_n_features(estimator, X, reset):
 # --------------------------------------------------------------------------- targets
 
 
+def _check_y_given(y):
+    if y is None:
+        raise ValueError(
+            "This estimator requires y to be passed, but the target y is None."
+        )
+
+
 def check_regression_targets(y, n_samples, dtype):
     """Return numeric targets as a C-contiguous 2-D ``(n_samples, n_outputs)`` array.
 
     Also returns whether ``y`` was 1-D (so that predictions can be raveled back).
     """
+    _check_y_given(y)
     targets = _to_numeric(y, "y")
     if targets.ndim not in (1, 2):
         raise ValueError(
@@ -271,6 +280,7 @@ def check_classification_targets(y, n_samples):
     Raises ``ValueError`` containing "Unknown label type" for continuous or otherwise
     unusable targets, and for a row count different from ``n_samples``.
     """
+    _check_y_given(y)
     target_type = type_of_target(y)
     if target_type not in ("binary", "multiclass", "multilabel-indicator"):
         raise ValueError(
@@ -417,10 +427,28 @@ def check_scalar(name, value, kind, low=None, high=None, closed="both"):
     return kind(value) if not (kind is float and np.isinf(value)) else float(value)
 
 
+_COMBINED_NOT_FITTED = {}
+
+
+def _not_fitted_error_class():
+    """fastnn's ``NotFittedError``, also a scikit-learn one when scikit-learn is loaded.
+
+    scikit-learn is never imported here; but when the user's program has imported it,
+    ``except sklearn.exceptions.NotFittedError`` must catch our error (drop-in promise).
+    """
+    sklearn_exceptions = sys.modules.get("sklearn.exceptions")
+    if sklearn_exceptions is None:
+        return NotFittedError
+    base = sklearn_exceptions.NotFittedError
+    if base not in _COMBINED_NOT_FITTED:
+        _COMBINED_NOT_FITTED[base] = type("NotFittedError", (NotFittedError, base), {})
+    return _COMBINED_NOT_FITTED[base]
+
+
 def check_is_fitted(estimator, attribute):
     """Raise ``NotFittedError`` unless ``estimator`` has ``attribute``."""
     if not hasattr(estimator, attribute):
-        raise NotFittedError(
+        raise _not_fitted_error_class()(
             f"This {type(estimator).__name__} instance is not fitted yet. Call 'fit' with "
             "appropriate arguments before using this estimator."
         )
