@@ -628,7 +628,9 @@ def perceptron_epoch(coef, intercept, X, Y, sample_weight, order, active, eta, f
                      + l1_strength * np.sum(np.abs(coef.astype(np.float64)), axis=1))
         objective_sum[is_active] += objective[is_active]
         class_weight = np.where(y > 0, weight_pos, weight_neg)
-        update = np.where((y * p <= 0) & is_active, eta * y * class_weight * sample_weight[i], 0).astype(coef.dtype)
+        # grouped as scikit-learn: (eta y) * (class weight * sample weight)
+        step = (eta * y) * (class_weight * sample_weight[i])
+        update = np.where((y * p <= 0) & is_active, step, 0).astype(coef.dtype)
         if l2_strength > 0:
             coef[is_active] *= shrink
         updated = update != 0
