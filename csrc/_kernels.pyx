@@ -1,0 +1,1062 @@
+"""The compiled kernels of fastnn (the ``cython`` backend).
+
+Every public function follows docs/kernels.md: same names, argument order and meaning as
+``fastnn._kernels_ref`` (the NumPy oracle) and ``fastnn._kernels_numba``. The ``def``
+functions check sizes, take raw pointers once, release the GIL and hand over to ``cdef``
+kernels; nothing below the ``def`` layer allocates, so an epoch of online learning costs
+one Python call, not one per sample. Fused ``floating`` types keep float32 data float32
+end to end; sums (losses, norms) are accumulated in double.
+"""
+
+from libc.math cimport cos, exp, fabs, isfinite, log, sqrt, tanh
+from libc.stdint cimport int64_t, uint64_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memset
+
+from cython cimport floating
+
+cimport _codes
+from _blas cimport blas_gemm, direct_gemm, gemm
+
+import numpy as np
+
+cdef double TWO_PI = 6.283185307179586
+cdef double TWO_POW_MINUS_53 = 1.0 / 9007199254740992.0
+cdef double EPS_FLOAT32 = 1.1920928955078125e-07
+cdef double EPS_FLOAT64 = 2.220446049250313e-16
+
+
+def codes():
+    """The integer codes compiled into this module (tests compare them with _codes.py)."""
+    return {
+        "IDENTITY": _codes.IDENTITY, "LOGISTIC": _codes.LOGISTIC, "TANH": _codes.TANH,
+        "RELU": _codes.RELU, "SOFTMAX": _codes.SOFTMAX,
+        "SQUARED_ERROR": _codes.SQUARED_ERROR,
+        "BINARY_LOG_LOSS": _codes.BINARY_LOG_LOSS, "LOG_LOSS": _codes.LOG_LOSS,
+        "PERCEPTRON": _codes.PERCEPTRON,
+        "SGD": _codes.SGD, "ADAM": _codes.ADAM,
+        "NO_NOISE": _codes.NO_NOISE, "MASK_NOISE": _codes.MASK_NOISE,
+        "GAUSSIAN_NOISE": _codes.GAUSSIAN_NOISE,
+    }
+
+
+# --------------------------------------------------------------------------------------
+# Network geometry and workspace layout (offsets in elements, computed once per call)
+# --------------------------------------------------------------------------------------
+
+cdef struct Net:
+    Py_ssize_t n_layers          # L, the number of weight layers
+    const int64_t* units         # L + 1 layer widths
+    int64_t* coef_off            # L offsets of W_i in params
+    int64_t* bias_off            # L offsets of b_i in params
+    int64_t* lay                 # workspace layout, see _layout
+    Py_ssize_t n_params
+
+
+# Workspace slots: six arrays of L + 1 per-layer offsets, then single slots.
+cdef enum:
+    SLOT_ACT = 0        # activations o^k (k = 0: the gathered, corrupted input)
+    SLOT_DELTA = 1      # deltas dObjective/da^k, already weighted by s_i / S
+    SLOT_PEN = 2        # dPenalty/do^k of the L1 / KL activity penalties
+    SLOT_CA = 3         # dContraction/da^k through g'' (contractive penalty)
+    SLOT_JAC = 4        # per-sample Jacobian J^k = d o^k / d x
+    SLOT_M = 5          # per-sample W_{k-1}^T J^{k-1}
+    N_LAYER_SLOTS = 6
+    FIX_SW = 0          # s_i / S of the batch rows
+    FIX_GRAD = 1        # gradient, layout of params
+    FIX_VEC = 2         # two vectors of the widest layer
+    FIX_GBAR0 = 3       # backward Jacobian buffers (deep contractive penalty)
+    FIX_GBAR1 = 4
+    FIX_TOTAL = 5
+    N_FIXED = 6
+
+
+cdef inline Py_ssize_t _slot(Py_ssize_t n_layers, int kind, Py_ssize_t k) noexcept nogil:
+    return kind * (n_layers + 1) + k
+
+
+cdef inline Py_ssize_t _fixed(Py_ssize_t n_layers, int which) noexcept nogil:
+    return N_LAYER_SLOTS * (n_layers + 1) + which
+
+
+cdef int64_t* _new_net(Net* net, const int64_t* units, Py_ssize_t n_layers,
+                       Py_ssize_t rows, bint contraction) noexcept nogil:
+    """Fill ``net`` (one malloc, freed by the caller); returns NULL when out of memory."""
+    cdef Py_ssize_t n_lay = N_LAYER_SLOTS * (n_layers + 1) + N_FIXED
+    cdef int64_t* block = <int64_t*> malloc((2 * n_layers + n_lay) * sizeof(int64_t))
+    if block == NULL:
+        return NULL
+    net.n_layers = n_layers
+    net.units = units
+    net.coef_off = block
+    net.bias_off = block + n_layers
+    net.lay = block + 2 * n_layers
+    cdef Py_ssize_t i, k, position = 0, widest = 0
+    for i in range(n_layers):
+        net.coef_off[i] = position
+        position += units[i] * units[i + 1]
+        net.bias_off[i] = position
+        position += units[i + 1]
+    net.n_params = position
+    for k in range(n_layers + 1):
+        if units[k] > widest:
+            widest = units[k]
+    cdef int64_t* lay = net.lay
+    for i in range(n_lay):
+        lay[i] = 0
+    position = 0
+    for k in range(n_layers + 1):
+        lay[_slot(n_layers, SLOT_ACT, k)] = position
+        position += rows * units[k]
+    for k in range(1, n_layers + 1):
+        lay[_slot(n_layers, SLOT_DELTA, k)] = position
+        position += rows * units[k]
+    for k in range(1, n_layers):
+        lay[_slot(n_layers, SLOT_PEN, k)] = position
+        position += rows * units[k]
+    if contraction:
+        for k in range(1, n_layers):
+            lay[_slot(n_layers, SLOT_CA, k)] = position
+            position += rows * units[k]
+            lay[_slot(n_layers, SLOT_JAC, k)] = position
+            position += units[k] * units[0]
+            lay[_slot(n_layers, SLOT_M, k)] = position
+            position += units[k] * units[0]
+    lay[_fixed(n_layers, FIX_SW)] = position
+    position += rows
+    lay[_fixed(n_layers, FIX_GRAD)] = position
+    position += net.n_params
+    lay[_fixed(n_layers, FIX_VEC)] = position
+    position += 2 * widest
+    if contraction:
+        lay[_fixed(n_layers, FIX_GBAR0)] = position
+        position += widest * units[0]
+        lay[_fixed(n_layers, FIX_GBAR1)] = position
+        position += widest * units[0]
+    lay[_fixed(n_layers, FIX_TOTAL)] = position
+    return block
+
+
+cdef class _Geometry:
+    """Owns a ``Net`` for the duration of one kernel call (frees it however we leave)."""
+    cdef Net net
+    cdef int64_t* block
+
+    def __cinit__(self, const int64_t[::1] layer_units, Py_ssize_t rows, bint contraction):
+        if layer_units.shape[0] < 2:
+            raise ValueError("layer_units needs at least an input and an output width.")
+        self.block = _new_net(&self.net, &layer_units[0], layer_units.shape[0] - 1,
+                              rows, contraction)
+        if self.block == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        free(self.block)
+
+    cdef Py_ssize_t workspace_size(self):
+        return self.net.lay[_fixed(self.net.n_layers, FIX_TOTAL)]
+
+    cdef check(self, Py_ssize_t n_params, Py_ssize_t workspace_length):
+        if n_params != self.net.n_params:
+            raise ValueError(
+                f"params has {n_params} entries but layer_units needs {self.net.n_params}.")
+        if workspace_length < self.workspace_size():
+            raise ValueError(
+                f"workspace has {workspace_length} entries, this call needs "
+                f"{self.workspace_size()}; make it with make_workspace for this batch size.")
+
+
+def make_workspace(layer_units, batch_size, dtype, contraction):
+    """Scratch memory for ``sgd_epoch`` / ``loss_and_gradient`` on batches of up to
+    ``batch_size`` rows (docs/kernels.md); ``contraction`` reserves the Jacobians."""
+    units = np.ascontiguousarray(layer_units, dtype=np.int64)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+    geometry = _Geometry(units, int(batch_size), bool(contraction))
+    return np.zeros(geometry.workspace_size(), dtype=dtype)
+
+
+# --------------------------------------------------------------------------------------
+# Element-wise pieces: activations, their derivatives, the noise generator
+# --------------------------------------------------------------------------------------
+
+cdef inline floating _derivative(int activation, floating o) noexcept nogil:
+    """g'(a) written with o = g(a) (relu's derivative at 0 is 0)."""
+    if activation == _codes.LOGISTIC:
+        return o * (1 - o)
+    if activation == _codes.TANH:
+        return 1 - o * o
+    if activation == _codes.RELU:
+        return 1 if o > 0 else 0
+    return 1
+
+
+cdef inline floating _second_derivative(int activation, floating o) noexcept nogil:
+    """g''(a) written with o = g(a); zero for the piecewise linear activations."""
+    if activation == _codes.LOGISTIC:
+        return o * (1 - o) * (1 - 2 * o)
+    if activation == _codes.TANH:
+        return -2 * o * (1 - o * o)
+    return 0
+
+
+cdef void _bias_activation(int activation, floating* A, const floating* b,
+                           Py_ssize_t n_rows, Py_ssize_t n_cols) noexcept nogil:
+    """A <- g(A + b) row by row, in one pass (softmax subtracts the row maximum)."""
+    cdef Py_ssize_t r, j
+    cdef floating* row
+    cdef floating top
+    cdef double total
+    for r in range(n_rows):
+        row = A + r * n_cols
+        if activation == _codes.IDENTITY:
+            for j in range(n_cols):
+                row[j] = row[j] + b[j]
+        elif activation == _codes.RELU:
+            for j in range(n_cols):
+                row[j] = row[j] + b[j]
+                if row[j] < 0:
+                    row[j] = 0
+        elif activation == _codes.LOGISTIC:
+            for j in range(n_cols):
+                row[j] = <floating> (1.0 / (1.0 + exp(-<double> (row[j] + b[j]))))
+        elif activation == _codes.TANH:
+            for j in range(n_cols):
+                row[j] = <floating> tanh(row[j] + b[j])
+        else:  # softmax
+            for j in range(n_cols):
+                row[j] = row[j] + b[j]
+            top = row[0]
+            for j in range(1, n_cols):
+                if row[j] > top:
+                    top = row[j]
+            total = 0
+            for j in range(n_cols):
+                row[j] = <floating> exp(row[j] - top)
+                total += row[j]
+            for j in range(n_cols):
+                row[j] = <floating> (row[j] / total)
+
+
+cdef void _hidden_delta(int activation, floating* D, const floating* O,
+                        const floating* pen, const floating* ca,
+                        Py_ssize_t n) noexcept nogil:
+    """D <- g'(a) * (D + pen) + ca in place (pen, ca may be NULL): the delta of a
+    hidden layer from the back-propagated error D = delta^{k+1} W^T."""
+    cdef Py_ssize_t i
+    cdef floating o
+    if pen != NULL:
+        for i in range(n):
+            D[i] += pen[i]
+    if activation == _codes.LOGISTIC:
+        for i in range(n):
+            o = O[i]
+            D[i] = D[i] * (o * (1 - o))
+    elif activation == _codes.TANH:
+        for i in range(n):
+            o = O[i]
+            D[i] = D[i] * (1 - o * o)
+    elif activation == _codes.RELU:
+        for i in range(n):
+            if not O[i] > 0:
+                D[i] = 0
+    if ca != NULL:
+        for i in range(n):
+            D[i] += ca[i]
+
+
+cdef inline uint64_t _mix(uint64_t z) noexcept nogil:
+    """splitmix64's finaliser (docs/kernels.md, the noise generator)."""
+    z += <uint64_t> 0x9E3779B97F4A7C15
+    z = (z ^ (z >> 30)) * <uint64_t> 0xBF58476D1CE4E5B9
+    z = (z ^ (z >> 27)) * <uint64_t> 0x94D049BB133111EB
+    return z ^ (z >> 31)
+
+
+cdef inline uint64_t _noise_key(uint64_t seed, uint64_t epoch) noexcept nogil:
+    return _mix(_mix(seed) ^ epoch)
+
+
+cdef inline double _uniform(uint64_t row_key, uint64_t feature) noexcept nogil:
+    return <double> (_mix(row_key ^ feature) >> 11) * TWO_POW_MINUS_53
+
+
+cdef void _corrupt_row(int noise, double level, uint64_t key, uint64_t sample,
+                       const floating* x, floating* out, Py_ssize_t n) noexcept nogil:
+    """Row ``sample`` of the input after masking or Gaussian noise (or a plain copy)."""
+    cdef uint64_t row_key = _mix(key ^ sample)
+    cdef Py_ssize_t j
+    cdef double u1, u2
+    if noise == _codes.MASK_NOISE:
+        for j in range(n):
+            out[j] = 0 if _uniform(row_key, <uint64_t> j) < level else x[j]
+    elif noise == _codes.GAUSSIAN_NOISE:
+        for j in range(n):
+            u1 = 1.0 - _uniform(row_key, <uint64_t> (2 * j))
+            u2 = _uniform(row_key, <uint64_t> (2 * j + 1))
+            out[j] = <floating> (x[j] + level * (sqrt(-2.0 * log(u1)) * cos(TWO_PI * u2)))
+    else:
+        for j in range(n):
+            out[j] = x[j]
+
+
+# --------------------------------------------------------------------------------------
+# One batch: forward, objective, gradient
+# --------------------------------------------------------------------------------------
+
+cdef struct Objective:
+    int hidden_activation
+    int output_activation
+    int loss
+    double alpha
+    double l1_weight
+    double kl_weight
+    double kl_target
+    double contraction_weight
+    const int64_t* penalized    # L - 1 flags, one per hidden layer
+    int deepest_contracted      # K: deepest penalized layer when contracting, else 0
+    int noise
+    double noise_level
+    uint64_t noise_key
+
+
+cdef inline floating* _activations(const Net* net, floating* ws, const floating* inputs,
+                                   Py_ssize_t k) noexcept nogil:
+    if k == 0:
+        return <floating*> inputs
+    return ws + net.lay[_slot(net.n_layers, SLOT_ACT, k)]
+
+
+cdef double _output_loss_delta(const Objective* obj, const floating* P, const floating* Y,
+                               const int64_t* rows, Py_ssize_t n_rows, Py_ssize_t n_out,
+                               const floating* sw, floating* D, double eps) noexcept nogil:
+    """Writes the output deltas (weighted by s_i / S) and returns sum_i s_i/S loss_i."""
+    cdef Py_ssize_t r, j
+    cdef const floating* p
+    cdef const floating* y
+    cdef floating* d
+    cdef floating w, diff
+    cdef double row_loss, total = 0, pc
+    cdef int act = obj.output_activation
+    for r in range(n_rows):
+        p = P + r * n_out
+        y = Y + rows[r] * n_out
+        d = D + r * n_out
+        w = sw[r]
+        row_loss = 0
+        if obj.loss == _codes.SQUARED_ERROR:
+            for j in range(n_out):
+                diff = p[j] - y[j]
+                row_loss += <double> diff * diff
+                d[j] = w * diff * _derivative(act, p[j])
+            row_loss *= 0.5
+        elif obj.loss == _codes.BINARY_LOG_LOSS:
+            for j in range(n_out):
+                pc = min(max(<double> p[j], eps), 1.0 - eps)
+                row_loss -= y[j] * log(pc) + (1.0 - y[j]) * log(1.0 - pc)
+                d[j] = w * (p[j] - y[j])
+        else:
+            for j in range(n_out):
+                pc = min(max(<double> p[j], eps), 1.0 - eps)
+                row_loss -= y[j] * log(pc)
+                d[j] = w * (p[j] - y[j])
+        total += w * row_loss
+    return total
+
+
+cdef double _activity_penalty(const Objective* obj, const floating* O, Py_ssize_t n_rows,
+                              Py_ssize_t n_units, const floating* sw, floating* pen,
+                              floating* vec, double eps) noexcept nogil:
+    """L1 and KL penalties of one hidden layer: writes dP/do into pen, returns P."""
+    cdef Py_ssize_t r, j
+    cdef double l1_sum = 0, kl_sum = 0, mean, rho = obj.kl_target
+    cdef floating o, w
+    for r in range(n_rows):
+        for j in range(n_units):
+            pen[r * n_units + j] = 0
+    if obj.l1_weight > 0:
+        for r in range(n_rows):
+            w = sw[r]
+            for j in range(n_units):
+                o = O[r * n_units + j]
+                l1_sum += w * fabs(o)
+                if o > 0:
+                    pen[r * n_units + j] = <floating> (obj.l1_weight * w)
+                elif o < 0:
+                    pen[r * n_units + j] = <floating> (-obj.l1_weight * w)
+    if obj.kl_weight > 0:
+        for j in range(n_units):
+            mean = 0
+            for r in range(n_rows):
+                mean += sw[r] * O[r * n_units + j]
+            mean = min(max(mean, eps), 1.0 - eps)
+            kl_sum += rho * log(rho / mean) + (1.0 - rho) * log((1.0 - rho) / (1.0 - mean))
+            vec[j] = <floating> (obj.kl_weight * (-rho / mean + (1.0 - rho) / (1.0 - mean)))
+        for r in range(n_rows):
+            w = sw[r]
+            for j in range(n_units):
+                pen[r * n_units + j] += vec[j] * w
+    return obj.l1_weight * l1_sum + obj.kl_weight * kl_sum
+
+
+cdef double _contraction_one_layer(const Objective* obj, const floating* W,
+                                   const floating* O, Py_ssize_t n_rows, Py_ssize_t n_in,
+                                   Py_ssize_t n_units, const floating* sw, floating* ca,
+                                   floating* coef_grad, floating* vec) noexcept nogil:
+    """Closed form for one encoder layer: P = lambda sum_i s_i/S sum_j g'(a_ij)^2 ||W_:j||^2.
+
+    Adds dP/dW to coef_grad, writes dP/da (through g'') into ca, returns P.
+    """
+    cdef Py_ssize_t r, c, j
+    cdef floating* col_norm = vec
+    cdef floating* mean_sq = vec + n_units
+    cdef floating d, o, w
+    cdef double lam = obj.contraction_weight, total = 0
+    cdef int act = obj.hidden_activation
+    for j in range(n_units):
+        col_norm[j] = 0
+        mean_sq[j] = 0
+    for c in range(n_in):
+        for j in range(n_units):
+            col_norm[j] += W[c * n_units + j] * W[c * n_units + j]
+    for r in range(n_rows):
+        w = sw[r]
+        for j in range(n_units):
+            o = O[r * n_units + j]
+            d = _derivative(act, o)
+            mean_sq[j] += w * d * d
+            ca[r * n_units + j] = <floating> (
+                2 * lam * w * d * _second_derivative(act, o) * col_norm[j])
+    for j in range(n_units):
+        total += <double> mean_sq[j] * col_norm[j]
+    for c in range(n_in):
+        for j in range(n_units):
+            coef_grad[c * n_units + j] += <floating> (2 * lam * mean_sq[j]) * W[c * n_units + j]
+    return lam * total
+
+
+cdef double _contraction_chain(const Net* net, const Objective* obj, const floating* params,
+                               Py_ssize_t n_rows, floating* ws, const floating* inputs,
+                               floating* grad) noexcept nogil:
+    """Exact contractive penalty through the chain of layer Jacobians, one sample at a
+    time: J^k = diag(g'(a^k)) W_{k-1}^T J^{k-1}, J^0 = I, P = lambda sum_i s_i/S
+    sum_{k penalized} ||J^k||_F^2. Adds dP/dW_{k-1} to grad, writes dP/da^k into ca."""
+    cdef Py_ssize_t L = net.n_layers, deepest = obj.deepest_contracted
+    cdef const int64_t* u = net.units
+    cdef Py_ssize_t n_in = u[0], r, k, j, c
+    cdef const floating* sw = ws + net.lay[_fixed(L, FIX_SW)]
+    cdef floating* G = ws + net.lay[_fixed(L, FIX_GBAR0)]
+    cdef floating* G_next = ws + net.lay[_fixed(L, FIX_GBAR1)]
+    cdef floating* swap
+    cdef floating* J
+    cdef floating* M
+    cdef floating* J_prev
+    cdef const floating* W
+    cdef const floating* o
+    cdef floating* ca_row
+    cdef floating scale, d
+    cdef double total = 0, frob, dd
+    cdef int act = obj.hidden_activation
+    for r in range(n_rows):
+        # Forward: the Jacobians of every layer up to the deepest penalized one.
+        for k in range(1, deepest + 1):
+            W = params + net.coef_off[k - 1]
+            o = ws + net.lay[_slot(L, SLOT_ACT, k)] + r * u[k]
+            J = ws + net.lay[_slot(L, SLOT_JAC, k)]
+            M = ws + net.lay[_slot(L, SLOT_M, k)]
+            if k == 1:
+                for j in range(u[1]):
+                    for c in range(n_in):
+                        M[j * n_in + c] = W[c * u[1] + j]
+            else:
+                J_prev = ws + net.lay[_slot(L, SLOT_JAC, k - 1)]
+                gemm(True, False, u[k], n_in, u[k - 1], W, u[k], J_prev, n_in,
+                     <floating> 0, M, n_in)
+            frob = 0
+            for j in range(u[k]):
+                d = _derivative(act, o[j])
+                for c in range(n_in):
+                    J[j * n_in + c] = d * M[j * n_in + c]
+                    frob += <double> J[j * n_in + c] * J[j * n_in + c]
+            if obj.penalized[k - 1]:
+                total += sw[r] * frob
+        # Backward: G = dP_i/dJ^k, from the deepest layer down to the first.
+        scale = <floating> (2 * obj.contraction_weight * sw[r])
+        for j in range(u[deepest] * n_in):
+            G[j] = 0
+        for k in range(deepest, 0, -1):
+            J = ws + net.lay[_slot(L, SLOT_JAC, k)]
+            M = ws + net.lay[_slot(L, SLOT_M, k)]
+            o = ws + net.lay[_slot(L, SLOT_ACT, k)] + r * u[k]
+            ca_row = ws + net.lay[_slot(L, SLOT_CA, k)] + r * u[k]
+            if obj.penalized[k - 1]:
+                for j in range(u[k] * n_in):
+                    G[j] += scale * J[j]
+            for j in range(u[k]):
+                dd = 0
+                for c in range(n_in):
+                    dd += <double> G[j * n_in + c] * M[j * n_in + c]
+                ca_row[j] += <floating> (dd * _second_derivative(act, o[j]))
+                d = _derivative(act, o[j])
+                for c in range(n_in):
+                    G[j * n_in + c] *= d
+            W = params + net.coef_off[k - 1]
+            if k > 1:
+                J_prev = ws + net.lay[_slot(L, SLOT_JAC, k - 1)]
+                gemm(False, True, u[k - 1], u[k], n_in, J_prev, n_in, G, n_in,
+                     <floating> 1, grad + net.coef_off[k - 1], u[k])
+                gemm(False, False, u[k - 1], n_in, u[k], W, u[k], G, n_in,
+                     <floating> 0, G_next, n_in)
+                swap = G
+                G = G_next
+                G_next = swap
+            else:
+                for c in range(n_in):
+                    for j in range(u[1]):
+                        grad[net.coef_off[0] + c * u[1] + j] += G[j * n_in + c]
+    return obj.contraction_weight * total
+
+
+cdef void _batch_gradient(const Net* net, const Objective* obj, const floating* params,
+                          const floating* X, const floating* Y,
+                          const floating* sample_weight, const int64_t* rows,
+                          Py_ssize_t n_rows, floating* ws, floating* grad,
+                          double weight_sq, double* data_loss,
+                          double* penalty) noexcept nogil:
+    """Objective D + P of one batch and its gradient (into grad), docs/kernels.md.
+
+    ``weight_sq`` is sum_i ||W_i||^2 at ``params`` (the caller keeps it up to date).
+    Deltas are scaled by s_i / S at the output, so the weight gradients come out of
+    the matrix products already divided by S.
+    """
+    cdef Py_ssize_t L = net.n_layers, r, i, j, k
+    cdef const int64_t* u = net.units
+    cdef floating* sw = ws + net.lay[_fixed(L, FIX_SW)]
+    cdef floating* vec = ws + net.lay[_fixed(L, FIX_VEC)]
+    cdef double S = 0, pen_value, eps
+    cdef const floating* inputs
+    cdef floating* x_copy
+    cdef floating* out
+    cdef floating* delta
+    cdef floating* delta_prev
+    cdef floating* pen
+    cdef floating* ca
+    cdef floating* gb
+    cdef Py_ssize_t deepest = obj.deepest_contracted
+    eps = EPS_FLOAT32 if floating is float else EPS_FLOAT64
+
+    for r in range(n_rows):
+        S += sample_weight[rows[r]]
+    for r in range(n_rows):
+        sw[r] = <floating> (sample_weight[rows[r]] / S)
+
+    # Input rows in batch order, corrupted when denoising.
+    if n_rows == 1 and obj.noise == _codes.NO_NOISE:
+        inputs = X + rows[0] * u[0]
+    else:
+        x_copy = ws + net.lay[_slot(L, SLOT_ACT, 0)]
+        for r in range(n_rows):
+            _corrupt_row(obj.noise, obj.noise_level, obj.noise_key, <uint64_t> rows[r],
+                         X + rows[r] * u[0], x_copy + r * u[0], u[0])
+        inputs = x_copy
+
+    # Forward.
+    for i in range(L):
+        out = _activations(net, ws, inputs, i + 1)
+        gemm(False, False, n_rows, u[i + 1], u[i], _activations(net, ws, inputs, i), u[i],
+             params + net.coef_off[i], u[i + 1], <floating> 0, out, u[i + 1])
+        _bias_activation(obj.output_activation if i == L - 1 else obj.hidden_activation,
+                         out, params + net.bias_off[i], n_rows, u[i + 1])
+
+    delta = ws + net.lay[_slot(L, SLOT_DELTA, L)]
+    data_loss[0] = _output_loss_delta(obj, _activations(net, ws, inputs, L), Y, rows,
+                                      n_rows, u[L], sw, delta, eps)
+
+    # Penalties: L2 on the weights, activity penalties, contraction.
+    pen_value = obj.alpha * 0.5 / S * weight_sq
+    for k in range(1, L):
+        if obj.penalized[k - 1] and (obj.l1_weight > 0 or obj.kl_weight > 0):
+            pen_value += _activity_penalty(
+                obj, _activations(net, ws, inputs, k), n_rows, u[k], sw,
+                ws + net.lay[_slot(L, SLOT_PEN, k)], vec, eps)
+    if deepest > 0:
+        for i in range(deepest):
+            memset(grad + net.coef_off[i], 0, u[i] * u[i + 1] * sizeof(floating))
+            memset(ws + net.lay[_slot(L, SLOT_CA, i + 1)], 0,
+                   n_rows * u[i + 1] * sizeof(floating))
+        if deepest == 1:
+            pen_value += _contraction_one_layer(
+                obj, params + net.coef_off[0], _activations(net, ws, inputs, 1), n_rows,
+                u[0], u[1], sw, ws + net.lay[_slot(L, SLOT_CA, 1)],
+                grad + net.coef_off[0], vec)
+        else:
+            pen_value += _contraction_chain(net, obj, params, n_rows, ws, inputs, grad)
+    penalty[0] = pen_value
+
+    # Backward.
+    for i in range(L - 1, -1, -1):
+        delta = ws + net.lay[_slot(L, SLOT_DELTA, i + 1)]
+        gemm(True, False, u[i], u[i + 1], n_rows, _activations(net, ws, inputs, i), u[i],
+             delta, u[i + 1], <floating> (1 if i < deepest else 0),
+             grad + net.coef_off[i], u[i + 1])
+        gb = grad + net.bias_off[i]
+        for j in range(u[i + 1]):
+            gb[j] = 0
+        for r in range(n_rows):
+            for j in range(u[i + 1]):
+                gb[j] += delta[r * u[i + 1] + j]
+        if i > 0:
+            delta_prev = ws + net.lay[_slot(L, SLOT_DELTA, i)]
+            gemm(False, True, n_rows, u[i], u[i + 1], delta, u[i + 1],
+                 params + net.coef_off[i], u[i + 1], <floating> 0, delta_prev, u[i])
+            pen = NULL
+            ca = NULL
+            if obj.penalized[i - 1] and (obj.l1_weight > 0 or obj.kl_weight > 0):
+                pen = ws + net.lay[_slot(L, SLOT_PEN, i)]
+            if i <= deepest:
+                ca = ws + net.lay[_slot(L, SLOT_CA, i)]
+            _hidden_delta(obj.hidden_activation, delta_prev,
+                          _activations(net, ws, inputs, i), pen, ca, n_rows * u[i])
+
+
+cdef double _weight_sq(const Net* net, const floating* params) noexcept nogil:
+    cdef double total = 0
+    cdef Py_ssize_t i, j
+    for i in range(net.n_layers):
+        for j in range(net.coef_off[i], net.bias_off[i]):
+            total += <double> params[j] * params[j]
+    return total
+
+
+# --------------------------------------------------------------------------------------
+# Optimiser steps (scikit-learn's), fused with the L2 term and the norm for the next batch
+# --------------------------------------------------------------------------------------
+
+cdef double _sgd_step(floating* p, floating* v, const floating* g, Py_ssize_t n,
+                      floating lr, floating mu, bint nesterov, floating l2) noexcept nogil:
+    """v <- mu v - lr (g + l2 p); p += mu v - lr (g + l2 p) (Nesterov) or v.
+    Returns sum p^2 after the step."""
+    cdef Py_ssize_t i
+    cdef floating gi, vi, pi
+    cdef double sq = 0
+    if nesterov:
+        for i in range(n):
+            gi = g[i] + l2 * p[i]
+            vi = mu * v[i] - lr * gi
+            v[i] = vi
+            pi = p[i] + (mu * vi - lr * gi)
+            p[i] = pi
+            sq += <double> pi * pi
+    else:
+        for i in range(n):
+            gi = g[i] + l2 * p[i]
+            vi = mu * v[i] - lr * gi
+            v[i] = vi
+            pi = p[i] + vi
+            p[i] = pi
+            sq += <double> pi * pi
+    return sq
+
+
+cdef double _adam_step(floating* p, floating* m, floating* s, const floating* g,
+                       Py_ssize_t n, floating beta_1, floating beta_2, floating lr_t,
+                       floating epsilon, floating l2) noexcept nogil:
+    """Adam with the bias correction folded into lr_t; returns sum p^2 after the step."""
+    cdef Py_ssize_t i
+    cdef floating gi, mi, si, pi
+    cdef floating one_minus_b1 = 1 - beta_1, one_minus_b2 = 1 - beta_2
+    cdef double sq = 0
+    for i in range(n):
+        gi = g[i] + l2 * p[i]
+        mi = beta_1 * m[i] + one_minus_b1 * gi
+        si = beta_2 * s[i] + one_minus_b2 * gi * gi
+        m[i] = mi
+        s[i] = si
+        pi = p[i] - lr_t * mi / (<floating> sqrt(si) + epsilon)
+        p[i] = pi
+        sq += <double> pi * pi
+    return sq
+
+
+cdef int _sgd_epoch(const Net* net, const Objective* obj, floating* params,
+                    const floating* X, const floating* Y, const floating* sample_weight,
+                    const int64_t* order, Py_ssize_t n_order, Py_ssize_t batch_size,
+                    int optimizer, double learning_rate, double momentum, bint nesterov,
+                    double beta_1, double beta_2, double epsilon, int64_t adam_step,
+                    floating* velocity, floating* second_moment, floating* ws,
+                    double* loss_sum, double* penalty_sum) noexcept nogil:
+    cdef Py_ssize_t L = net.n_layers, start, stop, n_rows, i, batch = 0
+    cdef floating* grad = ws + net.lay[_fixed(L, FIX_GRAD)]
+    cdef double data, pen, S, weight_sq, bias_sq, lr_t, t, l2
+    cdef Py_ssize_t r
+    weight_sq = _weight_sq(net, params)
+    start = 0
+    while start < n_order:
+        stop = min(start + batch_size, n_order)
+        n_rows = stop - start
+        _batch_gradient(net, obj, params, X, Y, sample_weight, order + start, n_rows, ws,
+                        grad, weight_sq, &data, &pen)
+        loss_sum[0] += n_rows * data
+        penalty_sum[0] += n_rows * pen
+        if not isfinite(data + pen):
+            return 0
+        S = 0
+        for r in range(start, stop):
+            S += sample_weight[order[r]]
+        l2 = obj.alpha / S
+        weight_sq = 0
+        bias_sq = 0
+        if optimizer == _codes.ADAM:
+            t = <double> (adam_step + batch + 1)
+            lr_t = learning_rate * sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t)
+        for i in range(L):
+            if optimizer == _codes.ADAM:
+                weight_sq += _adam_step(
+                    params + net.coef_off[i], velocity + net.coef_off[i],
+                    second_moment + net.coef_off[i], grad + net.coef_off[i],
+                    net.bias_off[i] - net.coef_off[i], <floating> beta_1,
+                    <floating> beta_2, <floating> lr_t, <floating> epsilon, <floating> l2)
+                bias_sq += _adam_step(
+                    params + net.bias_off[i], velocity + net.bias_off[i],
+                    second_moment + net.bias_off[i], grad + net.bias_off[i],
+                    net.units[i + 1], <floating> beta_1, <floating> beta_2,
+                    <floating> lr_t, <floating> epsilon, <floating> 0)
+            else:
+                weight_sq += _sgd_step(
+                    params + net.coef_off[i], velocity + net.coef_off[i],
+                    grad + net.coef_off[i], net.bias_off[i] - net.coef_off[i],
+                    <floating> learning_rate, <floating> momentum, nesterov, <floating> l2)
+                bias_sq += _sgd_step(
+                    params + net.bias_off[i], velocity + net.bias_off[i],
+                    grad + net.bias_off[i], net.units[i + 1], <floating> learning_rate,
+                    <floating> momentum, nesterov, <floating> 0)
+        if not isfinite(weight_sq + bias_sq):
+            return 0
+        start = stop
+        batch += 1
+    return 1
+
+
+# --------------------------------------------------------------------------------------
+# The contract's functions
+# --------------------------------------------------------------------------------------
+
+cdef inline floating* _data_or_null(floating[::1] a) noexcept:
+    return &a[0] if a.shape[0] > 0 else NULL
+
+
+cdef int _deepest_contracted(const int64_t[::1] penalized, Py_ssize_t n_layers,
+                             double contraction_weight) except -1:
+    if penalized.shape[0] != n_layers - 1:
+        raise ValueError(
+            f"penalized has {penalized.shape[0]} flags, the network has "
+            f"{n_layers - 1} hidden layers.")
+    cdef int k, deepest = 0
+    if contraction_weight > 0:
+        for k in range(1, n_layers):
+            if penalized[k - 1]:
+                deepest = k
+    return deepest
+
+
+cdef Objective _objective(int hidden_activation, int output_activation, int loss,
+                          double alpha, double l1_weight, double kl_weight,
+                          double kl_target, double contraction_weight,
+                          const int64_t[::1] penalized, int deepest, int noise,
+                          double noise_level, uint64_t noise_seed, uint64_t epoch):
+    cdef Objective obj
+    obj.hidden_activation = hidden_activation
+    obj.output_activation = output_activation
+    obj.loss = loss
+    obj.alpha = alpha
+    obj.l1_weight = l1_weight
+    obj.kl_weight = kl_weight
+    obj.kl_target = kl_target
+    obj.contraction_weight = contraction_weight
+    obj.penalized = &penalized[0] if penalized.shape[0] > 0 else NULL
+    obj.deepest_contracted = deepest
+    obj.noise = noise
+    obj.noise_level = noise_level
+    obj.noise_key = _noise_key(noise_seed, epoch)
+    return obj
+
+
+def forward(const floating[::1] params, const int64_t[::1] layer_units,
+            int hidden_activation, int output_activation, Py_ssize_t first_layer,
+            Py_ssize_t last_layer, const floating[:, ::1] X, floating[:, ::1] out):
+    """Run weight layers ``first_layer .. last_layer - 1`` on X, write o^{last_layer}."""
+    cdef Py_ssize_t L = layer_units.shape[0] - 1
+    if not 0 <= first_layer <= last_layer <= L:
+        raise ValueError(f"need 0 <= first_layer <= last_layer <= {L}.")
+    geometry = _Geometry(layer_units, 1, False)
+    cdef Net* net = &(<_Geometry> geometry).net
+    if params.shape[0] != net.n_params:
+        raise ValueError(f"params has {params.shape[0]} entries, expected {net.n_params}.")
+    cdef const int64_t* u = net.units
+    cdef Py_ssize_t n = X.shape[0], block = 256, widest = 1, i, start, rows
+    if X.shape[1] != u[first_layer] or out.shape[1] != u[last_layer] or out.shape[0] != n:
+        raise ValueError("X or out has the wrong shape for these layers.")
+    if n == 0:
+        return None
+    if first_layer == last_layer:
+        out[:, :] = X
+        return None
+    for i in range(first_layer + 1, last_layer + 1):
+        widest = max(widest, u[i])
+    scratch = np.empty(2 * block * widest, dtype=np.asarray(params).dtype)
+    cdef floating[::1] scratch_view = scratch
+    cdef floating* buffers[2]
+    buffers[0] = &scratch_view[0]
+    buffers[1] = buffers[0] + block * widest
+    cdef const floating* src
+    cdef floating* dst
+    with nogil:
+        start = 0
+        while start < n:
+            rows = min(block, n - start)
+            src = &X[start, 0]
+            for i in range(first_layer, last_layer):
+                dst = &out[start, 0] if i == last_layer - 1 else buffers[i % 2]
+                gemm(False, False, rows, u[i + 1], u[i], src, u[i],
+                     &params[net.coef_off[i]], u[i + 1], <floating> 0, dst, u[i + 1])
+                _bias_activation(output_activation if i == L - 1 else hidden_activation,
+                                 dst, &params[net.bias_off[i]], rows, u[i + 1])
+                src = dst
+            start += rows
+    return None
+
+
+def sgd_epoch(floating[::1] params, const int64_t[::1] layer_units, int hidden_activation,
+              int output_activation, int loss, const floating[:, ::1] X,
+              const floating[:, ::1] Y, const floating[::1] sample_weight,
+              const int64_t[::1] order, Py_ssize_t batch_size, int optimizer,
+              double learning_rate, double momentum, bint nesterov, double beta_1,
+              double beta_2, double epsilon, int64_t adam_step, floating[::1] velocity,
+              floating[::1] second_moment, double alpha, double l1_weight,
+              double kl_weight, double kl_target, double contraction_weight,
+              const int64_t[::1] penalized, int noise, double noise_level,
+              uint64_t noise_seed, uint64_t epoch, floating[::1] workspace):
+    """One epoch of minibatch SGD / Adam (docs/kernels.md).
+
+    Returns ``(loss_sum, penalty_sum, ok)``; ``ok`` is 0 when a batch objective or the
+    parameters became non-finite (the epoch stops there).
+    """
+    cdef Py_ssize_t L = layer_units.shape[0] - 1
+    cdef Py_ssize_t n_order = order.shape[0]
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+    cdef Py_ssize_t rows = max(1, min(batch_size, n_order))
+    deepest = _deepest_contracted(penalized, L, contraction_weight)
+    geometry = _Geometry(layer_units, rows, deepest > 0)
+    (<_Geometry> geometry).check(params.shape[0], workspace.shape[0])
+    cdef Net* net = &(<_Geometry> geometry).net
+    if velocity.shape[0] != net.n_params:
+        raise ValueError("velocity must have the length of params.")
+    if optimizer == _codes.ADAM and second_moment.shape[0] != net.n_params:
+        raise ValueError("second_moment must have the length of params for Adam.")
+    if X.shape[1] != layer_units[0] or Y.shape[1] != layer_units[L]:
+        raise ValueError("X or Y does not match layer_units.")
+    cdef Objective obj = _objective(hidden_activation, output_activation, loss, alpha,
+                                    l1_weight, kl_weight, kl_target, contraction_weight,
+                                    penalized, deepest, noise, noise_level, noise_seed,
+                                    epoch)
+    cdef double loss_sum = 0, penalty_sum = 0
+    cdef int ok = 1
+    if n_order == 0:
+        return 0.0, 0.0, 1
+    cdef floating* p_second = _data_or_null(second_moment)
+    with nogil:
+        ok = _sgd_epoch(net, &obj, &params[0], &X[0, 0], &Y[0, 0], &sample_weight[0],
+                        &order[0], n_order, batch_size, optimizer, learning_rate,
+                        momentum, nesterov, beta_1, beta_2, epsilon, adam_step,
+                        &velocity[0], p_second, &workspace[0], &loss_sum, &penalty_sum)
+    return loss_sum, penalty_sum, ok
+
+
+def loss_and_gradient(const floating[::1] params, const int64_t[::1] layer_units,
+                      int hidden_activation, int output_activation, int loss,
+                      const floating[:, ::1] X, const floating[:, ::1] Y,
+                      const floating[::1] sample_weight, double alpha, double l1_weight,
+                      double kl_weight, double kl_target, double contraction_weight,
+                      const int64_t[::1] penalized, int noise, double noise_level,
+                      uint64_t noise_seed, uint64_t epoch, floating[::1] grad,
+                      floating[::1] workspace):
+    """Objective and gradient over all rows of X as one batch; returns (data, penalty)."""
+    cdef Py_ssize_t L = layer_units.shape[0] - 1
+    cdef Py_ssize_t n = X.shape[0]
+    if n == 0:
+        raise ValueError("loss_and_gradient needs at least one row.")
+    deepest = _deepest_contracted(penalized, L, contraction_weight)
+    geometry = _Geometry(layer_units, n, deepest > 0)
+    (<_Geometry> geometry).check(params.shape[0], workspace.shape[0])
+    cdef Net* net = &(<_Geometry> geometry).net
+    if grad.shape[0] != net.n_params:
+        raise ValueError("grad must have the length of params.")
+    if X.shape[1] != layer_units[0] or Y.shape[1] != layer_units[L]:
+        raise ValueError("X or Y does not match layer_units.")
+    cdef Objective obj = _objective(hidden_activation, output_activation, loss, alpha,
+                                    l1_weight, kl_weight, kl_target, contraction_weight,
+                                    penalized, deepest, noise, noise_level, noise_seed,
+                                    epoch)
+    cdef int64_t[::1] rows = np.arange(n, dtype=np.int64)
+    cdef double data = 0, pen = 0
+    with nogil:
+        _batch_gradient(net, &obj, &params[0], &X[0, 0], &Y[0, 0], &sample_weight[0],
+                        &rows[0], n, &workspace[0], &grad[0], _weight_sq(net, &params[0]),
+                        &data, &pen)
+    return data, pen
+
+
+def corrupt(const floating[:, ::1] X, const int64_t[::1] sample_index, int noise,
+            double noise_level, uint64_t noise_seed, uint64_t epoch, floating[:, ::1] out):
+    """Write the corrupted copy of X into out; row r is sample ``sample_index[r]``."""
+    cdef Py_ssize_t n = X.shape[0], r
+    if sample_index.shape[0] != n or out.shape[0] != n or out.shape[1] != X.shape[1]:
+        raise ValueError("X, sample_index and out must have matching shapes.")
+    cdef uint64_t key = _noise_key(noise_seed, epoch)
+    with nogil:
+        for r in range(n):
+            _corrupt_row(noise, noise_level, key, <uint64_t> sample_index[r], &X[r, 0],
+                         &out[r, 0], X.shape[1])
+    return None
+
+
+# --------------------------------------------------------------------------------------
+# Rosenblatt's perceptron (scikit-learn's _plain_sgd with the perceptron loss)
+# --------------------------------------------------------------------------------------
+
+cdef inline double _dot(const floating* x, const floating* w, Py_ssize_t n) noexcept nogil:
+    """x . w accumulated in double, in four independent sums (they pipeline)."""
+    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0
+    cdef Py_ssize_t j, m = n - n % 4
+    for j in range(0, m, 4):
+        s0 += <double> x[j] * w[j]
+        s1 += <double> x[j + 1] * w[j + 1]
+        s2 += <double> x[j + 2] * w[j + 2]
+        s3 += <double> x[j + 3] * w[j + 3]
+    for j in range(m, n):
+        s0 += <double> x[j] * w[j]
+    return (s0 + s1) + (s2 + s3)
+
+
+cdef int _perceptron_epoch(floating* coef, floating* intercept, const floating* X,
+                           const floating* Y, const floating* sample_weight,
+                           const int64_t* order, Py_ssize_t n_order, const int64_t* active,
+                           Py_ssize_t n_classes, Py_ssize_t n_features, double eta,
+                           bint fit_intercept, double l2_strength, double l1_strength,
+                           const floating* weight_pos, const floating* weight_neg,
+                           floating* l1_total, floating* l1_q, int64_t* n_updates,
+                           double* objective_sum) noexcept nogil:
+    cdef Py_ssize_t t, c, j, i
+    cdef const floating* x
+    cdef floating* w
+    cdef floating* q
+    cdef double p, y, update, objective, norm, z, shrink
+    cdef floating scale, step
+    shrink = max(0.0, 1.0 - eta * l2_strength)
+    for t in range(n_order):
+        i = order[t]
+        x = X + i * n_features
+        for c in range(n_classes):
+            if not active[c]:
+                continue
+            w = coef + c * n_features
+            p = _dot(x, w, n_features) + intercept[c]
+            y = Y[i * n_classes + c]
+            objective = max(0.0, -y * p)
+            if l2_strength > 0:
+                objective += 0.5 * l2_strength * _dot(w, w, n_features)
+            if l1_strength > 0:
+                norm = 0
+                for j in range(n_features):
+                    norm += fabs(w[j])
+                objective += l1_strength * norm
+            objective_sum[c] += objective
+            update = 0
+            if y * p <= 0:
+                update = eta * y * (weight_pos[c] if y > 0 else weight_neg[c]) * sample_weight[i]
+            if l2_strength > 0:
+                scale = <floating> shrink
+                for j in range(n_features):
+                    w[j] *= scale
+            if update != 0:
+                step = <floating> update
+                for j in range(n_features):
+                    w[j] += step * x[j]
+                n_updates[c] += 1
+            if fit_intercept:
+                intercept[c] = <floating> (intercept[c] + update)
+            if l1_strength > 0:
+                l1_total[c] = <floating> (l1_total[c] + eta * l1_strength)
+                q = l1_q + c * n_features
+                for j in range(n_features):
+                    z = w[j]
+                    if z > 0:
+                        w[j] = <floating> max(0.0, z - (l1_total[c] + q[j]))
+                    elif z < 0:
+                        w[j] = <floating> min(0.0, z + (l1_total[c] - q[j]))
+                    q[j] = <floating> (q[j] + (w[j] - z))
+    for j in range(n_classes * n_features):
+        if not isfinite(coef[j]):
+            return 0
+    for c in range(n_classes):
+        if not isfinite(intercept[c]):
+            return 0
+    return 1
+
+
+def perceptron_epoch(floating[:, ::1] coef, floating[::1] intercept,
+                     const floating[:, ::1] X, const floating[:, ::1] Y,
+                     const floating[::1] sample_weight, const int64_t[::1] order,
+                     const int64_t[::1] active, double eta, bint fit_intercept,
+                     double l2_strength, double l1_strength,
+                     const floating[::1] weight_pos, const floating[::1] weight_neg,
+                     floating[::1] l1_total, floating[:, ::1] l1_q,
+                     int64_t[::1] n_updates, double[::1] objective_sum):
+    """One online epoch of the one-vs-rest perceptron (docs/kernels.md); returns 1, or 0
+    when a weight became non-finite."""
+    cdef Py_ssize_t n_classes = coef.shape[0], n_features = coef.shape[1]
+    if (X.shape[1] != n_features or Y.shape[1] != n_classes
+            or intercept.shape[0] != n_classes or active.shape[0] != n_classes
+            or weight_pos.shape[0] != n_classes or weight_neg.shape[0] != n_classes
+            or l1_total.shape[0] != n_classes or l1_q.shape[0] != n_classes
+            or l1_q.shape[1] != n_features or n_updates.shape[0] != n_classes
+            or objective_sum.shape[0] != n_classes or Y.shape[0] != X.shape[0]
+            or sample_weight.shape[0] != X.shape[0]):
+        raise ValueError("perceptron_epoch: arrays do not have matching shapes.")
+    if order.shape[0] == 0 or n_classes == 0 or n_features == 0:
+        return 1
+    cdef int ok
+    with nogil:
+        ok = _perceptron_epoch(&coef[0, 0], &intercept[0], &X[0, 0], &Y[0, 0],
+                               &sample_weight[0], &order[0], order.shape[0], &active[0],
+                               n_classes, n_features, eta, fit_intercept, l2_strength,
+                               l1_strength, &weight_pos[0], &weight_neg[0], &l1_total[0],
+                               &l1_q[0, 0], &n_updates[0], &objective_sum[0])
+    return ok
+
+
+# --------------------------------------------------------------------------------------
+# def twins of the matrix product routes, for bench/test_tiny_shapes.py
+# --------------------------------------------------------------------------------------
+
+def _matmul(const floating[:, ::1] A, const floating[:, ::1] B, floating[:, ::1] C,
+            str route, Py_ssize_t repeat=1):
+    """C = A @ B by ``route`` ("blas", "direct" or "auto"), ``repeat`` times without the
+    GIL (so that a benchmark measures the product, not the call)."""
+    cdef Py_ssize_t m = A.shape[0], k = A.shape[1], n = B.shape[1], t
+    if B.shape[0] != k or C.shape[0] != m or C.shape[1] != n or m * n * k == 0:
+        raise ValueError("shapes do not match (or are empty).")
+    cdef int which = {"blas": 0, "direct": 1, "auto": 2}[route]
+    with nogil:
+        for t in range(repeat):
+            if which == 0:
+                blas_gemm(False, False, <int> m, <int> n, <int> k, &A[0, 0], <int> k,
+                          &B[0, 0], <int> n, <floating> 0, &C[0, 0], <int> n)
+            elif which == 1:
+                direct_gemm(False, False, m, n, k, &A[0, 0], k, &B[0, 0], n,
+                            <floating> 0, &C[0, 0], n)
+            else:
+                gemm(False, False, m, n, k, &A[0, 0], k, &B[0, 0], n, <floating> 0,
+                     &C[0, 0], n)
+    return None
