@@ -1,0 +1,870 @@
+"""Numba kernels: the Cython kernels of ``csrc/_kernels.pyx`` again, for when they are missing.
+
+Same names, argument order, integer codes and flat parameter layout as docs/kernels.md.
+The public functions are thin Python wrappers: they coerce the scalars to one type each
+(so that every float dtype compiles exactly one signature, whatever Python type a caller
+passes) and call a ``@njit(nogil=True, cache=True)`` implementation.
+
+All jitted code lives in this one file on purpose: Numba's on-disk cache is invalidated by
+the mtime of the file that holds the cached function only, so a helper in another file
+could change without its callers being recompiled.
+"""
+
+import math
+import warnings
+
+import numba
+import numpy as np
+
+from fastnn._codes import (
+    ADAM,
+    BINARY_LOG_LOSS,
+    GAUSSIAN_NOISE,
+    LOGISTIC,
+    MASK_NOISE,
+    NO_NOISE,
+    RELU,
+    SOFTMAX,
+    SQUARED_ERROR,
+    TANH,
+)
+
+# Why the on-disk cache is off in this process (None when it is on); `fastnn info` shows it.
+CACHE_DISABLED_REASON = None
+
+
+def _jit(func):
+    """``numba.njit(nogil=True, cache=True)``, or uncached when no cache dir is writable.
+
+    Numba looks for a writable cache directory when the decorator runs and raises
+    ``RuntimeError`` ("no locator available") when there is none, e.g. a read-only install
+    with ``NUMBA_CACHE_DIR`` unset. The kernels then compile at every start instead of
+    failing the import; one ``RuntimeWarning`` says so.
+    """
+    global CACHE_DISABLED_REASON
+    if CACHE_DISABLED_REASON is None:
+        try:
+            return numba.njit(nogil=True, cache=True)(func)
+        except (RuntimeError, OSError) as exc:
+            CACHE_DISABLED_REASON = f"{type(exc).__name__}: {exc}"
+            warnings.warn(
+                "fastnn's numba kernels cannot be cached on disk and will be compiled in "
+                f"every process ({CACHE_DISABLED_REASON}); set NUMBA_CACHE_DIR to a "
+                "writable directory to avoid that.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    return numba.njit(nogil=True)(func)
+
+
+# ---------------------------------------------------------------------------------------
+# Denoising noise: splitmix64, a pure function of (seed, epoch, sample, feature).
+# Every operand is uint64: Numba turns uint64 mixed with int64 into float64.
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX_2 = np.uint64(0x94D049BB133111EB)
+_S11, _S27, _S30, _S31 = np.uint64(11), np.uint64(27), np.uint64(30), np.uint64(31)
+_TWO_POW_M53 = 2.0**-53
+
+
+@_jit
+def _mix(z):
+    z = z + _GOLDEN
+    z = (z ^ (z >> _S30)) * _MIX_1
+    z = (z ^ (z >> _S27)) * _MIX_2
+    return z ^ (z >> _S31)
+
+
+@_jit
+def _uniform(seed, epoch, sample, feature):
+    h = _mix(_mix(_mix(_mix(seed) ^ epoch) ^ np.uint64(sample)) ^ np.uint64(feature))
+    return np.float64(h >> _S11) * _TWO_POW_M53
+
+
+@_jit
+def _corrupt_value(x, sample, feature, noise, noise_level, seed, epoch):
+    """The corrupted value of entry ``(sample, feature)`` (in double)."""
+    if noise == MASK_NOISE:
+        if _uniform(seed, epoch, sample, feature) < noise_level:
+            return 0.0
+        return np.float64(x)
+    if noise == GAUSSIAN_NOISE:
+        u1 = 1.0 - _uniform(seed, epoch, sample, 2 * feature)
+        u2 = _uniform(seed, epoch, sample, 2 * feature + 1)
+        z = math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
+        return np.float64(x) + noise_level * z
+    return np.float64(x)
+
+
+@_jit
+def _corrupt(X, sample_index, noise, noise_level, seed, epoch, out):
+    for r in range(X.shape[0]):
+        for j in range(X.shape[1]):
+            out[r, j] = _corrupt_value(
+                X[r, j], sample_index[r], j, noise, noise_level, seed, epoch
+            )
+
+
+# ---------------------------------------------------------------------------------------
+# Activations and their derivatives, written in terms of the output o = g(a).
+
+
+@_jit
+def _activate(Z, activation):
+    """Apply ``activation`` to the pre-activations ``Z`` in place."""
+    n, m = Z.shape
+    if activation == SOFTMAX:
+        for i in range(n):
+            top = Z[i, 0]
+            for j in range(1, m):
+                top = max(top, Z[i, j])
+            total = 0.0
+            for j in range(m):
+                Z[i, j] = math.exp(Z[i, j] - top)
+                total += Z[i, j]
+            for j in range(m):
+                Z[i, j] = Z[i, j] / total
+    elif activation == LOGISTIC:
+        for i in range(n):
+            for j in range(m):
+                Z[i, j] = 1.0 / (1.0 + math.exp(-Z[i, j]))
+    elif activation == TANH:
+        for i in range(n):
+            for j in range(m):
+                Z[i, j] = math.tanh(Z[i, j])
+    elif activation == RELU:
+        for i in range(n):
+            for j in range(m):
+                if Z[i, j] < 0:
+                    Z[i, j] = 0
+    # identity: nothing to do
+
+
+@_jit
+def _derivative(o, activation):
+    """g'(a) from o = g(a); relu's derivative at 0 is 0."""
+    if activation == LOGISTIC:
+        return o * (1.0 - o)
+    if activation == TANH:
+        return 1.0 - o * o
+    if activation == RELU:
+        return 1.0 if o > 0 else 0.0
+    return 1.0
+
+
+@_jit
+def _second_derivative(o, activation):
+    """g''(a) from o = g(a) (needed by the contractive penalty's gradient)."""
+    if activation == LOGISTIC:
+        return o * (1.0 - o) * (1.0 - 2.0 * o)
+    if activation == TANH:
+        return -2.0 * o * (1.0 - o * o)
+    return 0.0
+
+
+# ---------------------------------------------------------------------------------------
+# Flat parameter buffer and workspace layout.
+
+
+@_jit
+def _param_offsets(layer_units):
+    """``(L, 2)`` array: start of ``W_i`` and of ``b_i`` in the flat buffer."""
+    n_layers = layer_units.shape[0] - 1
+    offsets = np.empty((n_layers, 2), dtype=np.int64)
+    position = 0
+    for i in range(n_layers):
+        offsets[i, 0] = position
+        position += layer_units[i] * layer_units[i + 1]
+        offsets[i, 1] = position
+        position += layer_units[i + 1]
+    return offsets
+
+
+@_jit
+def _weights(params, layer_units, offsets, i):
+    start = offsets[i, 0]
+    return params[start:start + layer_units[i] * layer_units[i + 1]].reshape(
+        (layer_units[i], layer_units[i + 1])
+    )
+
+
+@_jit
+def _biases(params, layer_units, offsets, i):
+    return params[offsets[i, 1]:offsets[i, 1] + layer_units[i + 1]]
+
+
+@_jit
+def _view(workspace, start, rows, cols):
+    return workspace[start:start + rows * cols].reshape((rows, cols))
+
+
+# Workspace regions. Single regions first, then one slot per layer (0..L) for each
+# per-layer kind; `_slot` gives the index of a region's start in the layout array.
+(_TARGETS, _WEIGHTS, _GRAD, _KL, _ADJOINT_A, _ADJOINT_B, _ADJOINT_PRE, _OUTER, _CGRAD,
+ _TOTAL) = range(10)
+_N_SINGLE = 10
+_ACTIVATIONS, _DELTAS, _CURVATURE, _PRE_JACOBIANS, _JACOBIANS = range(5)
+_N_KINDS = 5
+
+
+@_jit
+def _slot(kind, layer, n_layers):
+    return _N_SINGLE + kind * (n_layers + 1) + layer
+
+
+@_jit
+def _layout(layer_units, rows, contraction):
+    """Start of every workspace region for batches of up to ``rows`` rows.
+
+    Per batch: activations ``o^k`` (k = 0..L, rows x units[k]; ``o^0`` is the gathered,
+    corrupted input), deltas ``E^k`` (k = 1..L), targets, sample weights, the flat
+    gradient and the KL derivative of one layer. With ``contraction`` also, per hidden
+    layer: the curvature term of the deltas (rows x units[k]), the pre-activation Jacobian
+    ``M^k`` and the Jacobian ``J^k`` of one sample (units[k] x n_features), two adjoint
+    buffers and one scaled adjoint (max hidden units x n_features), one outer-product
+    buffer (units[k-1] x units[k]) and a flat buffer for the penalty's direct weight
+    gradient. The last entry (``_TOTAL``) is the length needed.
+    """
+    n_layers = layer_units.shape[0] - 1
+    n_features = layer_units[0]
+    layout = np.zeros(_N_SINGLE + _N_KINDS * (n_layers + 1), dtype=np.int64)
+    n_params = 0
+    widest_hidden = 1
+    widest_outer = 0
+    for i in range(n_layers):
+        n_params += (layer_units[i] + 1) * layer_units[i + 1]
+    for k in range(1, n_layers):
+        widest_hidden = max(widest_hidden, layer_units[k])
+        if k >= 2:
+            widest_outer = max(widest_outer, layer_units[k - 1] * layer_units[k])
+    position = 0
+    for k in range(n_layers + 1):
+        layout[_slot(_ACTIVATIONS, k, n_layers)] = position
+        position += rows * layer_units[k]
+    for k in range(1, n_layers + 1):
+        layout[_slot(_DELTAS, k, n_layers)] = position
+        position += rows * layer_units[k]
+    sizes = (
+        rows * layer_units[n_layers],
+        rows,
+        n_params,
+        widest_hidden,
+    )
+    for region in range(4):  # _TARGETS, _WEIGHTS, _GRAD, _KL
+        layout[region] = position
+        position += sizes[region]
+    if contraction:
+        for k in range(1, n_layers):
+            layout[_slot(_CURVATURE, k, n_layers)] = position
+            position += rows * layer_units[k]
+            layout[_slot(_PRE_JACOBIANS, k, n_layers)] = position
+            position += layer_units[k] * n_features
+            layout[_slot(_JACOBIANS, k, n_layers)] = position
+            position += layer_units[k] * n_features
+        for region in (_ADJOINT_A, _ADJOINT_B, _ADJOINT_PRE):
+            layout[region] = position
+            position += widest_hidden * n_features
+        layout[_OUTER] = position
+        position += widest_outer
+        layout[_CGRAD] = position
+        position += n_params
+    layout[_TOTAL] = position
+    return layout
+
+
+def make_workspace(layer_units, batch_size, dtype, contraction):
+    """Mirrors csrc/_kernels.pyx:make_workspace.
+
+    Scratch memory for ``sgd_epoch`` and ``loss_and_gradient`` on batches of up to
+    ``batch_size`` rows, allocated once per fit (see ``_layout`` for what it holds).
+    """
+    layer_units = np.ascontiguousarray(layer_units, dtype=np.int64)
+    total = _layout(layer_units, int(batch_size), bool(contraction))[_TOTAL]
+    return np.zeros(int(total), dtype=dtype)
+
+
+# ---------------------------------------------------------------------------------------
+# Forward pass.
+
+
+@_jit
+def _dense(inputs, W, b, activation, out):
+    """``out = g(inputs @ W + b)``: BLAS for the product, a loop for the rest."""
+    np.dot(inputs, W, out=out)
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            out[i, j] += b[j]
+    _activate(out, activation)
+
+
+@_jit
+def _layer_activation(i, n_layers, hidden_activation, output_activation):
+    return output_activation if i == n_layers - 1 else hidden_activation
+
+
+_FORWARD_BLOCK_ROWS = 2048  # bounds the intermediate buffers of forward()
+
+
+@_jit
+def _forward(params, layer_units, hidden_activation, output_activation, first_layer,
+             last_layer, X, out):
+    n_layers = layer_units.shape[0] - 1
+    offsets = _param_offsets(layer_units)
+    if first_layer == last_layer:
+        out[:, :] = X
+        return
+    widest = 1
+    for k in range(first_layer + 1, last_layer):
+        widest = max(widest, layer_units[k])
+    n = X.shape[0]
+    block = min(n, _FORWARD_BLOCK_ROWS)
+    buffers = np.empty((2, block * widest), dtype=out.dtype)
+    for r0 in range(0, n, block):
+        r1 = min(r0 + block, n)
+        # The first layer reads X directly (it may be read-only, a different Numba type).
+        current = out[r0:r1]
+        for i in range(first_layer, last_layer):
+            target = out[r0:r1]
+            if i < last_layer - 1:
+                target = _view(buffers[i % 2], 0, r1 - r0, layer_units[i + 1])
+            activation = _layer_activation(i, n_layers, hidden_activation, output_activation)
+            W = _weights(params, layer_units, offsets, i)
+            b = _biases(params, layer_units, offsets, i)
+            if i == first_layer:
+                _dense(X[r0:r1], W, b, activation, target)
+            else:
+                _dense(current, W, b, activation, target)
+            current = target
+
+
+# ---------------------------------------------------------------------------------------
+# Objective and gradient of one batch. Deltas E^k are scaled by S (the batch's weight
+# sum): E^k = S * d(objective)/d(a^k), so that sample weights enter as s_i * delta_i and
+# the gradient of W_{k-1} is (o^{k-1}^T E^k + alpha W_{k-1}) / S, as docs/kernels.md.
+
+
+@_jit
+def _output_delta(P, Y, sample_weight, output_activation, loss, eps, E):
+    """Write ``s_i * delta`` of the output layer into ``E``; return sum_i s_i loss_i."""
+    total = 0.0
+    for i in range(P.shape[0]):
+        s = np.float64(sample_weight[i])
+        row = 0.0
+        for j in range(P.shape[1]):
+            p = np.float64(P[i, j])
+            y = np.float64(Y[i, j])
+            delta = p - y
+            if loss == SQUARED_ERROR:
+                row += 0.5 * delta * delta
+                if output_activation == LOGISTIC:
+                    delta *= p * (1.0 - p)
+            else:
+                clipped = min(max(p, eps), 1.0 - eps)
+                if loss == BINARY_LOG_LOSS:
+                    row -= y * math.log(clipped) + (1.0 - y) * math.log(1.0 - clipped)
+                else:  # log loss (softmax)
+                    row -= y * math.log(clipped)
+            E[i, j] = s * delta
+        total += s * row
+    return total
+
+
+@_jit
+def _squared_weights(params, layer_units, offsets):
+    total = 0.0
+    for i in range(layer_units.shape[0] - 1):
+        W = _weights(params, layer_units, offsets, i)
+        for r in range(W.shape[0]):
+            for c in range(W.shape[1]):
+                total += np.float64(W[r, c]) * W[r, c]
+    return total
+
+
+@_jit
+def _l1_penalty(O, sample_weight):
+    """sum_i s_i sum_j |o_ij|."""
+    total = 0.0
+    for i in range(O.shape[0]):
+        row = 0.0
+        for j in range(O.shape[1]):
+            row += abs(np.float64(O[i, j]))
+        total += sample_weight[i] * row
+    return total
+
+
+@_jit
+def _kl_penalty(O, sample_weight, weight_sum, kl_target, eps, kl_grad):
+    """sum_j KL(rho || rho_hat_j); writes d/d(rho_hat_j) (at the clipped rho_hat) to kl_grad."""
+    rho = kl_target
+    total = 0.0
+    for j in range(O.shape[1]):
+        mean = 0.0
+        for i in range(O.shape[0]):
+            mean += sample_weight[i] * np.float64(O[i, j])
+        r = min(max(mean / weight_sum, eps), 1.0 - eps)
+        total += rho * math.log(rho / r) + (1.0 - rho) * math.log((1.0 - rho) / (1.0 - r))
+        kl_grad[j] = -rho / r + (1.0 - rho) / (1.0 - r)
+    return total
+
+
+@_jit
+def _deepest_penalized(penalized):
+    deepest = 0
+    for k in range(1, penalized.shape[0] + 1):
+        if penalized[k - 1] != 0:
+            deepest = k
+    return deepest
+
+
+@_jit
+def _adjoint_in_a(k, deepest):
+    """Whether the adjoint of layer k sits in buffer A (they alternate, A at the deepest)."""
+    return (deepest - k) % 2 == 0
+
+
+@_jit
+def _contractive_penalty(params, layer_units, offsets, hidden_activation, penalized,
+                         sample_weight, contraction_weight, workspace, layout):
+    """sum_i s_i sum_k ||J^k(x_i)||_F^2 over the penalised layers k, and its gradient parts.
+
+    Per sample, forward: ``M^1 = W_0^T``, ``M^k = W_{k-1}^T J^{k-1}``, ``J^k = D_k M^k``
+    with ``D_k = diag(g'(a^k))``. Backward with the adjoint ``G = dF/dJ^k`` (``2 J^k`` for
+    each penalised layer, plus what flows down): ``dF/da^k_j = g''(a^k_j) sum_l G_jl M_jl``
+    (written, times ``c s_i``, into the curvature rows that join the deltas),
+    ``dM = D_k G``, ``dF/dW_{k-1} = J^{k-1} dM^T`` (``dM^T`` for k = 1, where J^0 = I),
+    ``G <- W_{k-1} dM``. The direct weight terms, times ``c s_i``, go to the _CGRAD region.
+    """
+    n_layers = layer_units.shape[0] - 1
+    n_features = layer_units[0]
+    deepest = _deepest_penalized(penalized)
+    if deepest == 0:
+        return 0.0
+    n_rows = sample_weight.shape[0]
+    cgrad = workspace[layout[_CGRAD]:layout[_CGRAD] + offsets[n_layers - 1, 1]]
+    cgrad[:] = 0
+    W0 = _weights(params, layer_units, offsets, 0)
+    M1 = _view(workspace, layout[_slot(_PRE_JACOBIANS, 1, n_layers)], layer_units[1], n_features)
+    M1[:, :] = W0.T
+    total = 0.0
+    for i in range(n_rows):
+        s = sample_weight[i]
+        scale = contraction_weight * s
+        for k in range(1, deepest + 1):
+            units = layer_units[k]
+            o = _view(workspace, layout[_slot(_ACTIVATIONS, k, n_layers)], n_rows, units)[i]
+            M = _view(workspace, layout[_slot(_PRE_JACOBIANS, k, n_layers)], units, n_features)
+            J = _view(workspace, layout[_slot(_JACOBIANS, k, n_layers)], units, n_features)
+            if k >= 2:
+                J_below = _view(workspace, layout[_slot(_JACOBIANS, k - 1, n_layers)],
+                                layer_units[k - 1], n_features)
+                np.dot(_weights(params, layer_units, offsets, k - 1).T, J_below, out=M)
+            norm = 0.0
+            for j in range(units):
+                d = _derivative(o[j], hidden_activation)
+                for m in range(n_features):
+                    J[j, m] = d * M[j, m]
+                    norm += np.float64(J[j, m]) * J[j, m]
+            if penalized[k - 1] != 0:
+                total += s * norm
+        G = _view(workspace, layout[_ADJOINT_A], layer_units[deepest], n_features)
+        G[:, :] = 0
+        for k in range(deepest, 0, -1):
+            units = layer_units[k]
+            o = _view(workspace, layout[_slot(_ACTIVATIONS, k, n_layers)], n_rows, units)[i]
+            M = _view(workspace, layout[_slot(_PRE_JACOBIANS, k, n_layers)], units, n_features)
+            J = _view(workspace, layout[_slot(_JACOBIANS, k, n_layers)], units, n_features)
+            curvature = _view(workspace, layout[_slot(_CURVATURE, k, n_layers)], n_rows, units)
+            dM = _view(workspace, layout[_ADJOINT_PRE], units, n_features)
+            if penalized[k - 1] != 0:
+                for j in range(units):
+                    for m in range(n_features):
+                        G[j, m] += 2.0 * J[j, m]
+            for j in range(units):
+                d = _derivative(o[j], hidden_activation)
+                through_slope = 0.0
+                for m in range(n_features):
+                    through_slope += np.float64(G[j, m]) * M[j, m]
+                    dM[j, m] = d * G[j, m]
+                curvature[i, j] = (scale * _second_derivative(o[j], hidden_activation)
+                                   * through_slope)
+            W = _weights(params, layer_units, offsets, k - 1)
+            W_grad = _weights(cgrad, layer_units, offsets, k - 1)
+            if k >= 2:
+                J_below = _view(workspace, layout[_slot(_JACOBIANS, k - 1, n_layers)],
+                                layer_units[k - 1], n_features)
+                outer = _view(workspace, layout[_OUTER], layer_units[k - 1], units)
+                np.dot(J_below, dM.T, out=outer)
+                for r in range(layer_units[k - 1]):
+                    for c in range(units):
+                        W_grad[r, c] += scale * outer[r, c]
+                region = _ADJOINT_B if _adjoint_in_a(k, deepest) else _ADJOINT_A
+                G = _view(workspace, layout[region], layer_units[k - 1], n_features)
+                np.dot(W, dM, out=G)
+            else:
+                for r in range(n_features):
+                    for c in range(units):
+                        W_grad[r, c] += scale * dM[c, r]
+    return total
+
+
+@_jit
+def _activations(X, workspace, layout, layer_units, k):
+    """``o^k`` of the batch: ``X`` itself for k = 0, else a workspace view."""
+    if k == 0:
+        return X
+    return _view(workspace, layout[_slot(_ACTIVATIONS, k, layer_units.shape[0] - 1)],
+                 X.shape[0], layer_units[k])
+
+
+@_jit
+def _deltas(workspace, layout, layer_units, k, n_rows):
+    return _view(workspace, layout[_slot(_DELTAS, k, layer_units.shape[0] - 1)], n_rows,
+                 layer_units[k])
+
+
+@_jit
+def _batch_objective(params, layer_units, offsets, hidden_activation, output_activation,
+                     loss, X, Y, sample_weight, alpha, l1_weight, kl_weight, kl_target,
+                     contraction_weight, penalized, eps, grad, workspace, layout):
+    """Forward, objective and gradient (into ``grad``) of one batch; returns ``(D, P)``.
+
+    ``X``, ``Y``, ``sample_weight`` are the batch's rows (``X`` already corrupted).
+    """
+    n_layers = layer_units.shape[0] - 1
+    n_rows = X.shape[0]
+    weight_sum = 0.0
+    for i in range(n_rows):
+        weight_sum += sample_weight[i]
+
+    for i in range(n_layers):
+        _dense(_activations(X, workspace, layout, layer_units, i),
+               _weights(params, layer_units, offsets, i),
+               _biases(params, layer_units, offsets, i),
+               _layer_activation(i, n_layers, hidden_activation, output_activation),
+               _activations(X, workspace, layout, layer_units, i + 1))
+
+    data_loss = _output_delta(
+        _activations(X, workspace, layout, layer_units, n_layers), Y, sample_weight,
+        output_activation, loss, eps, _deltas(workspace, layout, layer_units, n_layers, n_rows)
+    ) / weight_sum
+    penalty = alpha / (2.0 * weight_sum) * _squared_weights(params, layer_units, offsets)
+
+    # Layers 1..contracted carry the contractive penalty's curvature rows and direct terms.
+    contracted = _deepest_penalized(penalized) if contraction_weight > 0 else 0
+    if contracted > 0:
+        penalty += contraction_weight / weight_sum * _contractive_penalty(
+            params, layer_units, offsets, hidden_activation, penalized, sample_weight,
+            contraction_weight, workspace, layout)
+
+    for k in range(n_layers - 1, 0, -1):
+        O = _activations(X, workspace, layout, layer_units, k)
+        E = _deltas(workspace, layout, layer_units, k, n_rows)
+        np.dot(_deltas(workspace, layout, layer_units, k + 1, n_rows),
+               _weights(params, layer_units, offsets, k).T, out=E)
+        use_l1 = penalized[k - 1] != 0 and l1_weight > 0
+        use_kl = penalized[k - 1] != 0 and kl_weight > 0
+        kl_grad = workspace[layout[_KL]:layout[_KL] + layer_units[k]]
+        if use_l1:
+            penalty += l1_weight / weight_sum * _l1_penalty(O, sample_weight)
+        if use_kl:
+            penalty += kl_weight * _kl_penalty(O, sample_weight, weight_sum, kl_target, eps,
+                                               kl_grad)
+        curvature = _view(workspace, layout[_slot(_CURVATURE, k, n_layers)], n_rows,
+                          layer_units[k])
+        for i in range(n_rows):
+            s = np.float64(sample_weight[i])
+            for j in range(layer_units[k]):
+                o = np.float64(O[i, j])
+                e = np.float64(E[i, j])
+                if use_l1:
+                    e += s * l1_weight * np.sign(o)
+                if use_kl:
+                    e += s * kl_weight * kl_grad[j]
+                e *= _derivative(o, hidden_activation)
+                if k <= contracted:
+                    e += curvature[i, j]
+                E[i, j] = e
+
+    cgrad = workspace[layout[_CGRAD]:]
+    for i in range(n_layers):
+        W = _weights(params, layer_units, offsets, i)
+        W_grad = _weights(grad, layer_units, offsets, i)
+        W_direct = _weights(cgrad, layer_units, offsets, i) if i < contracted else W
+        E = _deltas(workspace, layout, layer_units, i + 1, n_rows)
+        np.dot(_activations(X, workspace, layout, layer_units, i).T, E, out=W_grad)
+        for r in range(W.shape[0]):
+            for c in range(W.shape[1]):
+                value = np.float64(W_grad[r, c]) + alpha * W[r, c]
+                if i < contracted:
+                    value += W_direct[r, c]
+                W_grad[r, c] = value / weight_sum
+        b_grad = _biases(grad, layer_units, offsets, i)
+        for c in range(W.shape[1]):
+            total = 0.0
+            for r in range(n_rows):
+                total += E[r, c]
+            b_grad[c] = total / weight_sum
+    return data_loss, penalty
+
+
+# ---------------------------------------------------------------------------------------
+# Optimiser steps (scikit-learn's), one loop over the flat buffer; False on non-finite.
+
+
+@_jit
+def _sgd_step(params, grad, velocity, learning_rate, momentum, nesterov):
+    for p in range(params.shape[0]):
+        g = np.float64(grad[p])
+        velocity[p] = momentum * velocity[p] - learning_rate * g
+        if nesterov:
+            params[p] += momentum * velocity[p] - learning_rate * g
+        else:
+            params[p] += velocity[p]
+        if not np.isfinite(params[p]):
+            return False
+    return True
+
+
+@_jit
+def _adam_step(params, grad, first_moment, second_moment, learning_rate, beta_1, beta_2,
+               epsilon, t):
+    step = (learning_rate * math.sqrt(1.0 - math.pow(beta_2, t))
+            / (1.0 - math.pow(beta_1, t)))
+    for p in range(params.shape[0]):
+        g = np.float64(grad[p])
+        first_moment[p] = beta_1 * first_moment[p] + (1.0 - beta_1) * g
+        second_moment[p] = beta_2 * second_moment[p] + (1.0 - beta_2) * (g * g)
+        params[p] -= step * first_moment[p] / (math.sqrt(second_moment[p]) + epsilon)
+        if not np.isfinite(params[p]):
+            return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------
+# Epoch and full-batch kernels.
+
+
+@_jit
+def _sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, X, Y,
+               sample_weight, order, batch_size, optimizer, learning_rate, momentum,
+               nesterov, beta_1, beta_2, epsilon, adam_step, velocity, second_moment, alpha,
+               l1_weight, kl_weight, kl_target, contraction_weight, penalized, noise,
+               noise_level, noise_seed, epoch, eps, workspace):
+    n_layers = layer_units.shape[0] - 1
+    n_total = order.shape[0]
+    n_features = layer_units[0]
+    n_outputs = layer_units[n_layers]
+    offsets = _param_offsets(layer_units)
+    layout = _layout(layer_units, min(batch_size, n_total), contraction_weight > 0)
+    grad = workspace[layout[_GRAD]:layout[_GRAD] + params.shape[0]]
+    loss_sum = 0.0
+    penalty_sum = 0.0
+    batch = 0
+    for start in range(0, n_total, batch_size):
+        n_rows = min(start + batch_size, n_total) - start
+        X_batch = _view(workspace, layout[_slot(_ACTIVATIONS, 0, n_layers)], n_rows, n_features)
+        Y_batch = _view(workspace, layout[_TARGETS], n_rows, n_outputs)
+        w_batch = workspace[layout[_WEIGHTS]:layout[_WEIGHTS] + n_rows]
+        for r in range(n_rows):
+            sample = order[start + r]
+            if noise == NO_NOISE:
+                for j in range(n_features):
+                    X_batch[r, j] = X[sample, j]
+            else:
+                for j in range(n_features):
+                    X_batch[r, j] = _corrupt_value(X[sample, j], sample, j, noise,
+                                                   noise_level, noise_seed, epoch)
+            for j in range(n_outputs):
+                Y_batch[r, j] = Y[sample, j]
+            w_batch[r] = sample_weight[sample]
+        data_loss, penalty = _batch_objective(
+            params, layer_units, offsets, hidden_activation, output_activation, loss,
+            X_batch, Y_batch, w_batch, alpha, l1_weight, kl_weight, kl_target,
+            contraction_weight, penalized, eps, grad, workspace, layout)
+        if not (np.isfinite(data_loss) and np.isfinite(penalty)):
+            return loss_sum, penalty_sum, 0
+        loss_sum += n_rows * data_loss
+        penalty_sum += n_rows * penalty
+        if optimizer == ADAM:
+            finite = _adam_step(params, grad, velocity, second_moment, learning_rate, beta_1,
+                                beta_2, epsilon, np.float64(adam_step + batch + 1))
+        else:
+            finite = _sgd_step(params, grad, velocity, learning_rate, momentum, nesterov)
+        if not finite:
+            return loss_sum, penalty_sum, 0
+        batch += 1
+    return loss_sum, penalty_sum, 1
+
+
+@_jit
+def _loss_and_gradient(params, layer_units, hidden_activation, output_activation, loss, X,
+                       Y, sample_weight, alpha, l1_weight, kl_weight, kl_target,
+                       contraction_weight, penalized, noise, noise_level, noise_seed, epoch,
+                       eps, grad, workspace):
+    n_layers = layer_units.shape[0] - 1
+    layout = _layout(layer_units, X.shape[0], contraction_weight > 0)
+    inputs = X
+    if noise != NO_NOISE:
+        inputs = _view(workspace, layout[_slot(_ACTIVATIONS, 0, n_layers)], X.shape[0],
+                       X.shape[1])
+        _corrupt(X, np.arange(X.shape[0]), noise, noise_level, noise_seed, epoch, inputs)
+    return _batch_objective(params, layer_units, _param_offsets(layer_units),
+                            hidden_activation, output_activation, loss, inputs, Y,
+                            sample_weight, alpha, l1_weight, kl_weight, kl_target,
+                            contraction_weight, penalized, eps, grad, workspace, layout)
+
+
+# ---------------------------------------------------------------------------------------
+# Rosenblatt's perceptron, one-vs-rest, as scikit-learn's _plain_sgd (docs/kernels.md).
+
+
+@_jit
+def _perceptron_epoch(coef, intercept, X, Y, sample_weight, order, active, eta,
+                      fit_intercept, l2_strength, l1_strength, weight_pos, weight_neg,
+                      l1_total, l1_q, n_updates, objective_sum):
+    n_classes, n_features = coef.shape
+    shrink = max(0.0, 1.0 - eta * l2_strength)
+    for position in range(order.shape[0]):
+        i = order[position]
+        for c in range(n_classes):
+            if active[c] == 0:
+                continue
+            y = np.float64(Y[i, c])
+            p = 0.0
+            squared = 0.0
+            absolute = 0.0
+            for j in range(n_features):
+                w = np.float64(coef[c, j])
+                p += np.float64(X[i, j]) * w
+                squared += w * w
+                absolute += abs(w)
+            p += intercept[c]
+            objective_sum[c] += (max(0.0, -y * p) + l2_strength / 2.0 * squared
+                                 + l1_strength * absolute)
+            update = 0.0
+            if y * p <= 0:
+                class_weight = weight_pos[c] if y > 0 else weight_neg[c]
+                update = eta * y * class_weight * sample_weight[i]
+            if l2_strength > 0:
+                for j in range(n_features):
+                    coef[c, j] *= shrink
+            if update != 0:
+                for j in range(n_features):
+                    coef[c, j] += update * X[i, j]
+                n_updates[c] += 1
+            if fit_intercept:
+                intercept[c] += update
+            if l1_strength > 0:
+                l1_total[c] += eta * l1_strength
+                for j in range(n_features):
+                    z = coef[c, j]
+                    if z > 0:
+                        coef[c, j] = max(0.0, z - (l1_total[c] + l1_q[c, j]))
+                    elif z < 0:
+                        coef[c, j] = min(0.0, z + (l1_total[c] - l1_q[c, j]))
+                    l1_q[c, j] += coef[c, j] - z
+    for c in range(n_classes):
+        if not np.isfinite(intercept[c]):
+            return 0
+        for j in range(n_features):
+            if not np.isfinite(coef[c, j]):
+                return 0
+    return 1
+
+
+# ---------------------------------------------------------------------------------------
+# The public kernels (docs/kernels.md): coerce scalars, check the workspace, call the jit.
+
+
+def _seed(value):
+    """A noise seed or epoch as the uint64 the generator works in (mod 2**64)."""
+    return np.uint64(int(value) & 0xFFFFFFFFFFFFFFFF)
+
+
+def _check_workspace(workspace, layer_units, rows, contraction):
+    needed = _layout(layer_units, rows, contraction)[_TOTAL]
+    if workspace.shape[0] < needed:
+        raise ValueError(
+            f"workspace holds {workspace.shape[0]} values but batches of {rows} rows need "
+            f"{needed}: build it with make_workspace(layer_units, batch_size, dtype, "
+            "contraction)."
+        )
+
+
+def forward(params, layer_units, hidden_activation, output_activation, first_layer,
+            last_layer, X, out):
+    """Mirrors csrc/_kernels.pyx:forward.
+
+    Runs weight layers ``first_layer .. last_layer-1`` on ``X`` and writes
+    ``o^{last_layer}`` into ``out``, in blocks of rows.
+    """
+    _forward(params, layer_units, int(hidden_activation), int(output_activation),
+             int(first_layer), int(last_layer), X, out)
+
+
+def sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, X, Y,
+              sample_weight, order, batch_size, optimizer, learning_rate, momentum,
+              nesterov, beta_1, beta_2, epsilon, adam_step, velocity, second_moment, alpha,
+              l1_weight, kl_weight, kl_target, contraction_weight, penalized, noise,
+              noise_level, noise_seed, epoch, workspace):
+    """Mirrors csrc/_kernels.pyx:sgd_epoch.
+
+    One epoch of minibatch SGD or Adam over the batches ``order[k*batch_size:...]``;
+    returns ``(loss_sum, penalty_sum, ok)`` (sums weighted by batch row counts).
+    """
+    rows = min(int(batch_size), order.shape[0])
+    contraction = float(contraction_weight) > 0
+    _check_workspace(workspace, layer_units, rows, contraction)
+    loss_sum, penalty_sum, ok = _sgd_epoch(
+        params, layer_units, int(hidden_activation), int(output_activation), int(loss), X, Y,
+        sample_weight, order, int(batch_size), int(optimizer), float(learning_rate),
+        float(momentum), bool(nesterov), float(beta_1), float(beta_2), float(epsilon),
+        int(adam_step), velocity, second_moment, float(alpha), float(l1_weight),
+        float(kl_weight), float(kl_target), float(contraction_weight), penalized, int(noise),
+        float(noise_level), _seed(noise_seed), _seed(epoch), float(np.finfo(params.dtype).eps),
+        workspace)
+    return float(loss_sum), float(penalty_sum), int(ok)
+
+
+def loss_and_gradient(params, layer_units, hidden_activation, output_activation, loss, X, Y,
+                      sample_weight, alpha, l1_weight, kl_weight, kl_target,
+                      contraction_weight, penalized, noise, noise_level, noise_seed, epoch,
+                      grad, workspace):
+    """Mirrors csrc/_kernels.pyx:loss_and_gradient.
+
+    Objective and gradient over all rows of ``X`` as one batch (for L-BFGS); writes the
+    gradient into ``grad`` and returns ``(data_loss, penalty)``.
+    """
+    contraction = float(contraction_weight) > 0
+    _check_workspace(workspace, layer_units, X.shape[0], contraction)
+    data_loss, penalty = _loss_and_gradient(
+        params, layer_units, int(hidden_activation), int(output_activation), int(loss), X, Y,
+        sample_weight, float(alpha), float(l1_weight), float(kl_weight), float(kl_target),
+        float(contraction_weight), penalized, int(noise), float(noise_level),
+        _seed(noise_seed), _seed(epoch), float(np.finfo(params.dtype).eps), grad, workspace)
+    return float(data_loss), float(penalty)
+
+
+def corrupt(X, sample_index, noise, noise_level, noise_seed, epoch, out):
+    """Mirrors csrc/_kernels.pyx:corrupt.
+
+    Writes the corrupted copy of ``X`` into ``out``; row ``r`` is sample
+    ``sample_index[r]`` for the counter-based generator.
+    """
+    _corrupt(X, sample_index, int(noise), float(noise_level), _seed(noise_seed),
+             _seed(epoch), out)
+
+
+def perceptron_epoch(coef, intercept, X, Y, sample_weight, order, active, eta,
+                     fit_intercept, l2_strength, l1_strength, weight_pos, weight_neg,
+                     l1_total, l1_q, n_updates, objective_sum):
+    """Mirrors csrc/_kernels.pyx:perceptron_epoch.
+
+    One online epoch of the one-vs-rest perceptron (scikit-learn's ``_plain_sgd`` with the
+    perceptron loss and a constant learning rate); returns 1, or 0 on a non-finite weight.
+    """
+    return int(_perceptron_epoch(
+        coef, intercept, X, Y, sample_weight, order, active, float(eta), bool(fit_intercept),
+        float(l2_strength), float(l1_strength), weight_pos, weight_neg, l1_total, l1_q,
+        n_updates, objective_sum))
