@@ -39,6 +39,8 @@ def _to_json(value):
         return [_to_json(item) for item in value]
     if isinstance(value, np.ndarray):
         return {"__ndarray__": _to_json(value.tolist()), "dtype": value.dtype.str}
+    if isinstance(value, dict):  # e.g. class_weight; JSON objects would stringify the keys
+        return {"__dict__": [[_to_json(key), _to_json(item)] for key, item in value.items()]}
     if isinstance(value, np.random.RandomState):
         _, _, position, has_gauss, cached_gaussian = value.get_state()
         return {"__random_state__": [int(position), int(has_gauss), float(cached_gaussian)]}
@@ -53,6 +55,8 @@ def _from_json(value, arrays):
     if isinstance(value, dict):
         if "__tuple__" in value:
             return tuple(_from_json(item, arrays) for item in value["__tuple__"])
+        if "__dict__" in value:
+            return {_from_json(key, arrays): _from_json(item, arrays) for key, item in value["__dict__"]}
         if "__ndarray__" in value:
             return np.array(value["__ndarray__"], dtype=np.dtype(value["dtype"]))
         if "__random_state__" in value:

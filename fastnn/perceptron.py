@@ -116,6 +116,9 @@ class Perceptron(ParamsMixin):
     """
 
     _estimator_type = "classifier"
+    # What save() writes (fastnn/_persistence.py).
+    _array_attributes = ("coef_", "intercept_", "classes_", "n_updates_", "feature_names_in_")
+    _scalar_attributes = ("n_iter_", "t_", "n_features_in_")
 
     def __init__(
         self,
@@ -296,6 +299,15 @@ class Perceptron(ParamsMixin):
             sample_weight, len(y), np.float64
         )
         return float(np.average(predictions == y.ravel(), weights=weights))
+
+    def save(self, path):
+        """Write the fitted model to ``path`` (.npz + JSON metadata, no pickle).
+
+        Load it back with ``fastnn.load(path)``; the round trip is bit-identical.
+        """
+        from ._persistence import save
+
+        save(self, path)
 
     # ------------------------------------------------------------ checks and set-up
 

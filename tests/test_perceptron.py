@@ -289,6 +289,44 @@ def test_pickle_and_params_round_trip(backend):
     assert "penalty='l2'" in repr(model)
 
 
+@pytest.mark.parametrize("dtype, labels", [(np.float64, None), (np.float32, ["ant", "bee", "cat"])])
+def test_save_and_load_round_trip(backend, tmp_path, dtype, labels):
+    import fastnn
+
+    X, y, _ = _data(3)
+    X = X.astype(dtype)
+    if labels is not None:
+        y = np.array(labels)[y]
+    params = dict(penalty="elasticnet", class_weight={y[0].item(): 2.0}, shuffle=False)
+    model = _fit_quietly(Perceptron(backend=backend, **params), X, y)
+    path = tmp_path / "perceptron.npz"
+    model.save(path)
+    loaded = fastnn.load(path)
+    assert type(loaded) is Perceptron and loaded.get_params() == model.get_params()
+    for name in ("coef_", "intercept_", "classes_", "n_updates_"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(model, name))
+        assert getattr(loaded, name).dtype == getattr(model, name).dtype
+    assert (loaded.n_iter_, loaded.t_, loaded.n_features_in_) == (
+        model.n_iter_, model.t_, model.n_features_in_)
+    np.testing.assert_array_equal(loaded.decision_function(X), model.decision_function(X))
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    # It keeps learning exactly like the original.
+    model.partial_fit(X, y)
+    loaded.partial_fit(X, y)
+    np.testing.assert_array_equal(loaded.coef_, model.coef_)
+
+
+def test_save_unfitted_and_load_garbage(tmp_path):
+    import fastnn
+
+    with pytest.raises(ValueError, match="not fitted"):
+        Perceptron().save(tmp_path / "model.npz")
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="not a readable fastnn model"):
+        fastnn.load(garbage)
+
+
 def test_sklearn_clone_and_cross_validation(backend):
     model_selection = pytest.importorskip("sklearn.model_selection",
                                           reason="clone / cross_val_score come from sklearn")
