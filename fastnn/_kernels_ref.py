@@ -558,27 +558,30 @@ def sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, X
     with ``loss_sum = sum_b n_b D_b``, ``penalty_sum = sum_b n_b P_b``, and ``ok = 0`` (and
     an immediate stop) when a batch objective or the parameters become non-finite.
     """
+    if optimizer not in (SGD, ADAM):
+        raise ValueError(f"Unknown optimizer code {optimizer!r}.")
     grad = np.empty_like(params)
     loss_sum = penalty_sum = 0.0
-    for batch, start in enumerate(range(0, len(order), int(batch_size))):
-        rows = order[start:start + int(batch_size)]
-        X_batch = corrupted(X[rows], rows, noise, noise_level, noise_seed, epoch)
-        data, penalty = batch_objective(
-            params, layer_units, hidden_activation, output_activation, loss, X_batch, Y[rows],
-            sample_weight[rows], alpha, l1_weight, kl_weight, kl_target, contraction_weight,
-            penalized, grad,
-        )
-        loss_sum += len(rows) * data
-        penalty_sum += len(rows) * penalty
-        if not math.isfinite(data + penalty):
-            return loss_sum, penalty_sum, 0
-        if optimizer == SGD:
-            sgd_update(params, grad, velocity, learning_rate, momentum, nesterov)
-        elif optimizer == ADAM:
-            adam_update(params, grad, velocity, second_moment, int(adam_step) + batch + 1,
-                        learning_rate, beta_1, beta_2, epsilon)
-        else:
-            raise ValueError(f"Unknown optimizer code {optimizer!r}.")
+    batch_size = int(batch_size)
+    for batch, start in enumerate(range(0, len(order), batch_size)):
+        rows = order[start:start + batch_size]
+        # overflow is not worth a warning here: it is reported through ``ok``
+        with np.errstate(over="ignore", invalid="ignore"):
+            X_batch = corrupted(X[rows], rows, noise, noise_level, noise_seed, epoch)
+            data, penalty = batch_objective(
+                params, layer_units, hidden_activation, output_activation, loss, X_batch, Y[rows],
+                sample_weight[rows], alpha, l1_weight, kl_weight, kl_target, contraction_weight,
+                penalized, grad,
+            )
+            loss_sum += len(rows) * data
+            penalty_sum += len(rows) * penalty
+            if not math.isfinite(data + penalty):
+                return loss_sum, penalty_sum, 0
+            if optimizer == SGD:
+                sgd_update(params, grad, velocity, learning_rate, momentum, nesterov)
+            else:
+                adam_update(params, grad, velocity, second_moment, int(adam_step) + batch + 1,
+                            learning_rate, beta_1, beta_2, epsilon)
         if not np.all(np.isfinite(params)):
             return loss_sum, penalty_sum, 0
     return loss_sum, penalty_sum, 1
