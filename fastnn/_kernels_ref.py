@@ -621,33 +621,40 @@ def perceptron_epoch(coef, intercept, X, Y, sample_weight, order, active, eta, f
     Returns 1, or 0 when a weight became non-finite.
     """
     eta, l2_strength, l1_strength = float(eta), float(l2_strength), float(l1_strength)
-    is_active = np.asarray(active) != 0
     shrink = max(0.0, 1.0 - eta * l2_strength)
+    # the active classes are independent problems: work on copies of their rows, write back
+    classes = np.flatnonzero(np.asarray(active))
+    W, b, Y_active = coef[classes], intercept[classes], Y[:, classes]
+    weight_pos, weight_neg = weight_pos[classes], weight_neg[classes]
+    total, q = l1_total[classes], l1_q[classes]
+    updates, objective = n_updates[classes], objective_sum[classes]
     for i in order:
-        x, y = X[i], Y[i]
-        p = coef @ x + intercept
-        objective = (perceptron_criterion(y, p).astype(np.float64)
-                     + 0.5 * l2_strength * np.sum(coef.astype(np.float64) ** 2, axis=1)
-                     + l1_strength * np.sum(np.abs(coef.astype(np.float64)), axis=1))
-        objective_sum[is_active] += objective[is_active]
-        class_weight = np.where(y > 0, weight_pos, weight_neg)
-        # grouped as scikit-learn: (eta y) * (class weight * sample weight)
-        step = (eta * y) * (class_weight * sample_weight[i])
-        update = np.where((y * p <= 0) & is_active, step, 0).astype(coef.dtype)
+        x, y = X[i], Y_active[i]
+        p = W @ x + b
+        objective += perceptron_criterion(y, p)
         if l2_strength > 0:
-            coef[is_active] *= shrink
-        updated = update != 0
-        coef[updated] += update[updated, None] * x
-        n_updates[updated] += 1
-        if fit_intercept:
-            intercept[is_active] += update[is_active]
+            objective += 0.5 * l2_strength * np.sum(W.astype(np.float64) ** 2, axis=1)
         if l1_strength > 0:
-            l1_total[is_active] += eta * l1_strength
-            before = coef[is_active]
-            after = np.where(
-                before > 0, np.maximum(0, before - (l1_total[is_active, None] + l1_q[is_active])),
-                np.where(before < 0, np.minimum(0, before + (l1_total[is_active, None] - l1_q[is_active])), before),
-            )
-            coef[is_active] = after
-            l1_q[is_active] += after - before
+            objective += l1_strength * np.sum(np.abs(W.astype(np.float64)), axis=1)
+        mistakes = y * p <= 0
+        if l2_strength > 0:
+            W *= shrink
+        if mistakes.any():
+            class_weight = np.where(y > 0, weight_pos, weight_neg)
+            # grouped as scikit-learn: (eta y) * (class weight * sample weight)
+            update = np.where(mistakes, (eta * y) * (class_weight * sample_weight[i]), 0).astype(coef.dtype)
+            changed = update != 0
+            W[changed] += update[changed, None] * x
+            updates += changed
+            if fit_intercept:
+                b += update
+        if l1_strength > 0:
+            total += eta * l1_strength
+            before = W.copy()
+            W[before > 0] = np.maximum(0, before - (total[:, None] + q))[before > 0]
+            W[before < 0] = np.minimum(0, before + (total[:, None] - q))[before < 0]
+            q += W - before
+    coef[classes], intercept[classes] = W, b
+    l1_total[classes], l1_q[classes] = total, q
+    n_updates[classes], objective_sum[classes] = updates, objective
     return int(bool(np.all(np.isfinite(coef)) and np.all(np.isfinite(intercept))))

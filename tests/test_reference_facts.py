@@ -486,3 +486,54 @@ def test_sgd_epoch_follows_sklearn_mlp_classifier(rng, solver, activation, n_cla
     coefs, intercepts = unpack(params, layer_units)
     for ours, their in zip(coefs + intercepts, theirs.coefs_ + theirs.intercepts_):
         np.testing.assert_allclose(ours, their, rtol=1e-6, atol=1e-12)
+
+
+# --------------------------------------------------------------------------------------
+# Autoencoder epochs: noise indices and float32
+# --------------------------------------------------------------------------------------
+
+
+def _autoencoder_objective(params, layer_units, X, sample_index, grad):
+    """All penalties on, mask noise, logistic units; returns ``(D, P)``."""
+    X_noisy = ref.corrupted(X, sample_index, codes.MASK_NOISE, 0.25, 77, 4)
+    return ref.batch_objective(params, layer_units, codes.LOGISTIC, codes.LOGISTIC, codes.SQUARED_ERROR, X_noisy,
+                               X, np.ones(len(X), X.dtype), 1e-3, 0.1, 0.2, 0.1, 0.05, np.array([1, 1], np.int64),
+                               grad)
+
+
+def _autoencoder_epoch(params, layer_units, X, order, batch_size):
+    velocity, second_moment = np.zeros_like(params), np.zeros_like(params)
+    return ref.sgd_epoch(params, layer_units, codes.LOGISTIC, codes.LOGISTIC, codes.SQUARED_ERROR, X, X,
+                         np.ones(len(X), X.dtype), order, batch_size, codes.SGD, 0.5, 0.0, False, 0.9, 0.999,
+                         1e-8, 0, velocity, second_moment, 1e-3, 0.1, 0.2, 0.1, 0.05, np.array([1, 1], np.int64),
+                         codes.MASK_NOISE, 0.25, 77, 4, ref.make_workspace(layer_units, batch_size, X.dtype, True))
+
+
+def test_sgd_epoch_corrupts_rows_by_their_index_in_x(rng):
+    layer_units = as_layer_units(6, (4, 3), 6)
+    params = glorot_uniform_init(layer_units, "logistic", np.random.RandomState(1), np.float64)
+    X = rng.uniform(size=(9, 6))
+    order = np.array([4, 0, 7, 2, 8], dtype=np.int64)
+    grad = np.empty_like(params)
+    data, penalty = _autoencoder_objective(params, layer_units, X[order], order, grad)
+    expected = params - 0.5 * grad
+    loss_sum, penalty_sum, ok = _autoencoder_epoch(params, layer_units, X, order, batch_size=len(order))
+    assert ok == 1
+    np.testing.assert_allclose(params, expected, rtol=1e-13)
+    assert (loss_sum, penalty_sum) == pytest.approx((5 * data, 5 * penalty), rel=1e-13)
+
+
+def test_float32_autoencoder_gradient_keeps_dtype_and_agrees_with_float64(rng):
+    layer_units = as_layer_units(6, (4, 3), 6)
+    params64 = glorot_uniform_init(layer_units, "logistic", np.random.RandomState(2), np.float64)
+    X64 = rng.uniform(size=(8, 6))
+    grad64, grad32 = np.empty_like(params64), np.empty(params64.shape, np.float32)
+    result64 = _autoencoder_objective(params64, layer_units, X64, np.arange(8), grad64)
+    result32 = _autoencoder_objective(params64.astype(np.float32), layer_units, X64.astype(np.float32),
+                                      np.arange(8), grad32)
+    assert all(isinstance(value, float) for value in result32)
+    np.testing.assert_allclose(result32, result64, rtol=1e-5)
+    assert np.linalg.norm(grad32 - grad64) / np.linalg.norm(grad64) < 1e-5
+    activations = ref.forward_pass(params64.astype(np.float32), layer_units, codes.LOGISTIC, codes.LOGISTIC,
+                                   X64.astype(np.float32))[1]
+    assert all(o.dtype == np.float32 for o in activations)
