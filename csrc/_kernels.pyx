@@ -619,6 +619,24 @@ cdef void _batch_gradient(const Net* net, const Objective* obj, const floating* 
                           _activations(net, ws, inputs, i), pen, ca, n_rows * u[i])
 
 
+cdef double _sample_weight_sum(const floating* sample_weight, Py_ssize_t n) noexcept nogil:
+    cdef double total = 0
+    cdef Py_ssize_t i
+    for i in range(n):
+        total += sample_weight[i]
+    return total
+
+
+cdef void _add_l2_gradient(const Net* net, const floating* params, floating* grad,
+                           double scale) noexcept nogil:
+    """grad += (alpha / S) W on the weights (sgd_epoch fuses this into its update)."""
+    cdef Py_ssize_t i, j
+    cdef floating l2 = <floating> scale
+    for i in range(net.n_layers):
+        for j in range(net.coef_off[i], net.bias_off[i]):
+            grad[j] += l2 * params[j]
+
+
 cdef double _weight_sq(const Net* net, const floating* params) noexcept nogil:
     cdef double total = 0
     cdef Py_ssize_t i, j
@@ -904,6 +922,8 @@ def loss_and_gradient(const floating[::1] params, const int64_t[::1] layer_units
         _batch_gradient(net, &obj, &params[0], &X[0, 0], &Y[0, 0], &sample_weight[0],
                         &rows[0], n, &workspace[0], &grad[0], _weight_sq(net, &params[0]),
                         &data, &pen)
+        _add_l2_gradient(net, &params[0], &grad[0], alpha / _sample_weight_sum(
+            &sample_weight[0], n))
     return data, pen
 
 
@@ -974,7 +994,9 @@ cdef int _perceptron_epoch(floating* coef, floating* intercept, const floating* 
             objective_sum[c] += objective
             update = 0
             if y * p <= 0:
-                update = eta * y * (weight_pos[c] if y > 0 else weight_neg[c]) * sample_weight[i]
+                # grouped as scikit-learn: (eta y) * (class weight * sample weight)
+                update = (eta * y) * ((weight_pos[c] if y > 0 else weight_neg[c])
+                                      * sample_weight[i])
             if l2_strength > 0:
                 scale = <floating> shrink
                 for j in range(n_features):

@@ -1,0 +1,386 @@
+"""Each fast backend (cython, numba) against the NumPy reference on identical inputs.
+
+One parametrised suite over the ``fast_backend`` fixture. The equivalence contract (SPEC 3):
+float64 parameters within ``rtol=1e-9`` (``atol=1e-12``) after 5 epochs, float32 within
+``rtol=1e-4`` after 1 epoch; loss sums likewise; forward, corrupt and loss_and_gradient
+equal; perceptron epochs identical (same ``n_updates``, weights equal to rounding).
+
+The training cases form a covering design, built deterministically by :func:`design`:
+
+- the full cross of hidden activation x (output activation, loss) x depth (0, 1, 2 hidden
+  layers): 48 rows;
+- the remaining factors -- optimiser (sgd, momentum, nesterov, adam), penalty (none, l2,
+  l1, kl, contractive, combined = all four), noise (none, mask, gaussian), batch size (1,
+  one that does not divide n, one larger than n), dtype, sample weights (ones, random) and
+  penalised layers (all encoder layers, code layer only) -- are filled in greedily (AETG
+  style: each free slot takes the level that covers the most pairs not yet covered), then
+  rows are added until **every pair of levels of any two factors appears together in at
+  least one row**, except the pairs that cannot be: the KL penalty (alone or combined)
+  needs logistic hidden units, and no autoencoder penalty exists without a hidden layer.
+  ``test_design_covers_all_pairs`` checks the claim.
+"""
+
+import collections
+import itertools
+
+import numpy as np
+import pytest
+
+from fastnn import _codes
+from fastnn._backend import kernels
+from fastnn._network import as_layer_units, glorot_uniform_init, n_params
+
+N_SAMPLES = 13
+N_FEATURES = 5
+HIDDEN = {0: (), 1: (4,), 2: (4, 3)}
+
+OUTPUT_LOSSES = {
+    "identity-squared": (_codes.IDENTITY, _codes.SQUARED_ERROR, 3),
+    "logistic-squared": (_codes.LOGISTIC, _codes.SQUARED_ERROR, 3),
+    "logistic-binary_log": (_codes.LOGISTIC, _codes.BINARY_LOG_LOSS, 2),
+    "softmax-log": (_codes.SOFTMAX, _codes.LOG_LOSS, 3),
+}
+PENALTIES = {  # alpha, l1_weight, kl_weight, contraction_weight
+    "none": (0.0, 0.0, 0.0, 0.0),
+    "l2": (0.3, 0.0, 0.0, 0.0),
+    "l1": (0.0, 0.02, 0.0, 0.0),
+    "kl": (0.0, 0.0, 0.05, 0.0),
+    "contractive": (0.0, 0.0, 0.0, 0.05),
+    "combined": (0.3, 0.02, 0.05, 0.05),
+}
+OPTIMIZERS = {  # optimizer, momentum, nesterov
+    "sgd": (_codes.SGD, 0.0, False),
+    "momentum": (_codes.SGD, 0.9, False),
+    "nesterov": (_codes.SGD, 0.9, True),
+    "adam": (_codes.ADAM, 0.0, False),
+}
+FACTORS = {
+    "activation": ("identity", "logistic", "tanh", "relu"),
+    "output_loss": tuple(OUTPUT_LOSSES),
+    "depth": (0, 1, 2),
+    "optimizer": tuple(OPTIMIZERS),
+    "penalty": tuple(PENALTIES),
+    "noise": ("none", "mask", "gaussian"),
+    "batch_size": (1, 5, 20),  # 5 does not divide 13; 20 > 13
+    "dtype": ("float64", "float32"),
+    "weights": ("ones", "random"),
+    "penalized": ("all", "code"),
+}
+FULL_CROSS = ("activation", "output_loss", "depth")
+
+
+def _feasible(assignment):
+    """False for a partial row that no valid case can complete."""
+    penalty = assignment.get("penalty")
+    if penalty in ("kl", "combined") and assignment.get("activation", "logistic") != "logistic":
+        return False
+    if penalty not in (None, "none", "l2") and assignment.get("depth", 1) == 0:
+        return False
+    return True
+
+
+def _required_pairs():
+    names = list(FACTORS)
+    pairs = set()
+    for f1, f2 in itertools.combinations(names, 2):
+        for v1 in FACTORS[f1]:
+            for v2 in FACTORS[f2]:
+                if _feasible({f1: v1, f2: v2}):
+                    pairs.add(((f1, v1), (f2, v2)))
+    return pairs
+
+
+def _pairs_of(row):
+    names = list(FACTORS)
+    return {((f1, row[f1]), (f2, row[f2])) for f1, f2 in itertools.combinations(names, 2)}
+
+
+def _fill(row, uncovered, uses):
+    """Give each free factor of ``row`` the feasible level covering most uncovered pairs
+    (ties: the level used least so far, then the first)."""
+    for name in FACTORS:
+        if name in row:
+            continue
+        best, best_gain = None, None
+        for level in FACTORS[name]:
+            trial = {**row, name: level}
+            if not _feasible(trial):
+                continue
+            gain = sum(
+                1 for other, value in row.items()
+                if tuple(sorted([(name, level), (other, value)], key=lambda p: list(FACTORS).index(p[0])))
+                in uncovered
+            )
+            gain = (gain, -uses[name, level])
+            if best_gain is None or gain > best_gain:
+                best, best_gain = level, gain
+        row[name] = best
+    for name, level in row.items():
+        uses[name, level] += 1
+    return row
+
+
+def design():
+    """The covering design (deterministic): a list of dicts, one per training case."""
+    uncovered = _required_pairs()
+    uses = collections.Counter()
+    rows = []
+    for combo in itertools.product(*(FACTORS[name] for name in FULL_CROSS)):
+        row = _fill(dict(zip(FULL_CROSS, combo)), uncovered, uses)
+        uncovered -= _pairs_of(row)
+        rows.append(row)
+    while uncovered:
+        (f1, v1), (f2, v2) = min(uncovered, key=repr)
+        row = _fill({f1: v1, f2: v2}, uncovered, uses)
+        uncovered -= _pairs_of(row)
+        rows.append(row)
+    return rows
+
+
+DESIGN = design()
+
+
+def _case_id(row):
+    return "-".join(str(row[name]) for name in FACTORS)
+
+
+def test_design_covers_all_pairs():
+    covered = set().union(*(_pairs_of(row) for row in DESIGN))
+    assert _required_pairs() <= covered
+    assert all(_feasible(row) for row in DESIGN)
+    crossed = {tuple(row[name] for name in FULL_CROSS) for row in DESIGN}
+    assert len(crossed) == 4 * 4 * 3
+
+
+# --------------------------------------------------------------------------------------
+# One case: the network, data and hyper-parameters of a design row
+# --------------------------------------------------------------------------------------
+
+def _problem(row, seed=0):
+    rng = np.random.RandomState(seed)
+    dtype = np.dtype(row["dtype"])
+    output_activation, loss, n_outputs = OUTPUT_LOSSES[row["output_loss"]]
+    units = as_layer_units(N_FEATURES, HIDDEN[row["depth"]], n_outputs)
+    activation = row["activation"]
+    params = glorot_uniform_init(units, activation, rng, dtype)
+    X = rng.uniform(0.0, 1.0, (N_SAMPLES, N_FEATURES)).astype(dtype)
+    if loss == _codes.SQUARED_ERROR and output_activation == _codes.IDENTITY:
+        Y = rng.normal(size=(N_SAMPLES, n_outputs))
+    elif loss == _codes.SQUARED_ERROR:
+        Y = rng.uniform(0.0, 1.0, (N_SAMPLES, n_outputs))
+    elif loss == _codes.BINARY_LOG_LOSS:
+        Y = rng.randint(0, 2, (N_SAMPLES, n_outputs))
+    else:
+        Y = np.eye(n_outputs)[rng.randint(0, n_outputs, N_SAMPLES)]
+    Y = np.ascontiguousarray(Y, dtype=dtype)
+    if row["weights"] == "ones":
+        sample_weight = np.ones(N_SAMPLES, dtype=dtype)
+    else:
+        sample_weight = rng.uniform(0.2, 2.0, N_SAMPLES).astype(dtype)
+    n_hidden = row["depth"]
+    penalized = np.ones(n_hidden, dtype=np.int64)
+    if row["penalized"] == "code" and n_hidden:
+        penalized[:-1] = 0
+    alpha, l1_weight, kl_weight, contraction_weight = PENALTIES[row["penalty"]]
+    if n_hidden == 0:
+        penalized = np.zeros(0, dtype=np.int64)
+    noise = {"none": _codes.NO_NOISE, "mask": _codes.MASK_NOISE,
+             "gaussian": _codes.GAUSSIAN_NOISE}[row["noise"]]
+    noise_level = {"none": 0.0, "mask": 0.3, "gaussian": 0.2}[row["noise"]]
+    optimizer, momentum, nesterov = OPTIMIZERS[row["optimizer"]]
+    orders = [rng.permutation(N_SAMPLES).astype(np.int64) for _ in range(5)]
+    return dict(
+        units=units, params=params, X=X, Y=Y, sample_weight=sample_weight,
+        hidden_activation=_codes.ACTIVATIONS[activation],
+        output_activation=output_activation, loss=loss, optimizer=optimizer,
+        learning_rate=0.01 if optimizer == _codes.ADAM else 0.1, momentum=momentum,
+        nesterov=nesterov, alpha=alpha, l1_weight=l1_weight, kl_weight=kl_weight,
+        kl_target=0.2, contraction_weight=contraction_weight, penalized=penalized,
+        noise=noise, noise_level=noise_level, noise_seed=12345, orders=orders,
+        batch_size=row["batch_size"],
+    )
+
+
+def _train(module, problem, n_epochs):
+    """Run ``n_epochs`` of ``sgd_epoch``; returns params, optimiser state and loss sums."""
+    p = problem
+    params = p["params"].copy()
+    velocity = np.zeros_like(params)
+    second_moment = np.zeros_like(params)
+    rows = min(p["batch_size"], N_SAMPLES)
+    contraction = p["contraction_weight"] > 0
+    workspace = module.make_workspace(p["units"], rows, params.dtype, contraction)
+    adam_step, sums = 0, []
+    for epoch in range(n_epochs):
+        loss_sum, penalty_sum, ok = module.sgd_epoch(
+            params, p["units"], p["hidden_activation"], p["output_activation"], p["loss"],
+            p["X"], p["Y"], p["sample_weight"], p["orders"][epoch], p["batch_size"],
+            p["optimizer"], p["learning_rate"], p["momentum"], p["nesterov"], 0.9, 0.999,
+            1e-8, adam_step, velocity, second_moment, p["alpha"], p["l1_weight"],
+            p["kl_weight"], p["kl_target"], p["contraction_weight"], p["penalized"],
+            p["noise"], p["noise_level"], p["noise_seed"], epoch, workspace,
+        )
+        assert ok == 1
+        adam_step += -(-N_SAMPLES // p["batch_size"])
+        sums.append((loss_sum, penalty_sum))
+    return params, velocity, second_moment, np.array(sums)
+
+
+def _tolerance(dtype):
+    return dict(rtol=1e-9, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("row", DESIGN, ids=_case_id)
+def test_sgd_epochs_match_reference(fast_backend, row):
+    problem = _problem(row)
+    dtype = problem["params"].dtype
+    n_epochs = 5 if dtype == np.float64 else 1
+    expected = _train(kernels("numpy"), problem, n_epochs)
+    got = _train(kernels(fast_backend), problem, n_epochs)
+    tolerance = _tolerance(dtype)
+    for name, e, g in zip(("params", "velocity", "second_moment", "loss sums"), expected, got):
+        assert g.dtype == e.dtype, name
+        np.testing.assert_allclose(g, e, err_msg=name, **tolerance)
+    assert not np.array_equal(got[0], problem["params"])  # it did train
+
+
+@pytest.mark.parametrize("row", DESIGN[::3], ids=_case_id)
+def test_loss_and_gradient_match_reference(fast_backend, row):
+    p = _problem(row, seed=1)
+    results = []
+    for module in (kernels("numpy"), kernels(fast_backend)):
+        grad = np.full_like(p["params"], np.nan)
+        workspace = module.make_workspace(p["units"], N_SAMPLES, p["params"].dtype,
+                                          p["contraction_weight"] > 0)
+        data, penalty = module.loss_and_gradient(
+            p["params"], p["units"], p["hidden_activation"], p["output_activation"],
+            p["loss"], p["X"], p["Y"], p["sample_weight"], p["alpha"], p["l1_weight"],
+            p["kl_weight"], p["kl_target"], p["contraction_weight"], p["penalized"],
+            p["noise"], p["noise_level"], p["noise_seed"], 3, grad, workspace,
+        )
+        results.append((data, penalty, grad))
+    (data_ref, penalty_ref, grad_ref), (data, penalty, grad) = results
+    tolerance = _tolerance(p["params"].dtype)
+    np.testing.assert_allclose([data, penalty], [data_ref, penalty_ref], **tolerance)
+    np.testing.assert_allclose(grad, grad_ref, **tolerance)
+    assert isinstance(data, float) and isinstance(penalty, float)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("depth", [0, 1, 2])
+@pytest.mark.parametrize("output_loss", list(OUTPUT_LOSSES))
+def test_forward_matches_reference(fast_backend, dtype, depth, output_loss):
+    rng = np.random.RandomState(depth)
+    output_activation, _, n_outputs = OUTPUT_LOSSES[output_loss]
+    units = as_layer_units(N_FEATURES, HIDDEN[depth], n_outputs)
+    n_layers = len(units) - 1
+    for activation in FACTORS["activation"]:
+        params = glorot_uniform_init(units, activation, rng, dtype)
+        # 300 rows: more than one row block of a blocked forward.
+        X = rng.normal(size=(300, N_FEATURES)).astype(dtype)
+        spans = {(0, n_layers)} | {(0, k) for k in range(1, n_layers)} | {
+            (k, n_layers) for k in range(1, n_layers)}
+        for first, last in sorted(spans):
+            inputs = X if first == 0 else rng.uniform(size=(300, units[first])).astype(dtype)
+            outs = []
+            for module in (kernels("numpy"), kernels(fast_backend)):
+                out = np.full((300, units[last]), np.nan, dtype=dtype)
+                module.forward(params, units, _codes.ACTIVATIONS[activation],
+                               output_activation, first, last, inputs, out)
+                outs.append(out)
+            np.testing.assert_allclose(outs[1], outs[0], **_tolerance(dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("noise", [_codes.NO_NOISE, _codes.MASK_NOISE, _codes.GAUSSIAN_NOISE])
+def test_corrupt_matches_reference(fast_backend, dtype, noise):
+    rng = np.random.RandomState(7)
+    X = rng.normal(size=(40, 9)).astype(dtype)
+    sample_index = rng.permutation(1000)[:40].astype(np.int64)
+    outs = []
+    for module in (kernels("numpy"), kernels(fast_backend)):
+        out = np.full_like(X, np.nan)
+        module.corrupt(X, sample_index, noise, 0.4, 2**63 + 11, 17, out)
+        outs.append(out)
+    if noise == _codes.MASK_NOISE:
+        np.testing.assert_array_equal(outs[1], outs[0])
+        assert 0.2 < np.mean(outs[0] == 0) < 0.6
+    else:
+        # Gaussian noise goes through log and cos: equal to the last bits.
+        np.testing.assert_allclose(outs[1], outs[0], rtol=1e-14 if dtype == np.float64 else 1e-6,
+                                   atol=1e-15)
+    if noise == _codes.NO_NOISE:
+        np.testing.assert_array_equal(outs[1], X)
+
+
+PERCEPTRON_CASES = {  # n_classes, l2_strength, l1_strength, fit_intercept, class/sample weights
+    "binary": (1, 0.0, 0.0, True, False),
+    "binary-weighted-no-intercept": (1, 0.0, 0.0, False, True),
+    "multiclass-l2": (3, 0.01, 0.0, True, False),
+    "multiclass-l1-weighted": (3, 0.0, 0.01, True, True),
+    "multiclass-elasticnet": (4, 0.005, 0.005, True, True),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", list(PERCEPTRON_CASES))
+def test_perceptron_epochs_match_reference(fast_backend, case, dtype):
+    n_classes, l2_strength, l1_strength, fit_intercept, weighted = PERCEPTRON_CASES[case]
+    rng = np.random.RandomState(3)
+    n_samples, n_features = 60, 7
+    X = rng.normal(size=(n_samples, n_features)).astype(dtype)
+    labels = rng.randint(0, max(n_classes, 2), n_samples)
+    if n_classes == 1:
+        Y = np.where(labels == 1, 1.0, -1.0)[:, None]
+    else:
+        Y = np.where(labels[:, None] == np.arange(n_classes), 1.0, -1.0)
+    Y = np.ascontiguousarray(Y, dtype=dtype)
+    sample_weight = (rng.uniform(0.5, 2.0, n_samples) if weighted else np.ones(n_samples)).astype(dtype)
+    weight_pos = (rng.uniform(0.5, 2.0, n_classes) if weighted else np.ones(n_classes)).astype(dtype)
+    weight_neg = np.ones(n_classes, dtype=dtype)
+    active = np.ones(n_classes, dtype=np.int64)
+    if n_classes > 2:
+        active[1] = 0
+    states = []
+    for module in (kernels("numpy"), kernels(fast_backend)):
+        coef = np.zeros((n_classes, n_features), dtype=dtype)
+        intercept = np.zeros(n_classes, dtype=dtype)
+        l1_total = np.zeros(n_classes, dtype=dtype)
+        l1_q = np.zeros((n_classes, n_features), dtype=dtype)
+        n_updates = np.zeros(n_classes, dtype=np.int64)
+        objectives = []
+        for epoch in range(3):
+            objective_sum = np.zeros(n_classes, dtype=np.float64)
+            order = np.random.RandomState(epoch).permutation(n_samples).astype(np.int64)
+            ok = module.perceptron_epoch(
+                coef, intercept, X, Y, sample_weight, order, active, 0.5, fit_intercept,
+                l2_strength, l1_strength, weight_pos, weight_neg, l1_total, l1_q, n_updates,
+                objective_sum)
+            assert ok == 1
+            objectives.append(objective_sum)
+        states.append((coef, intercept, l1_total, l1_q, n_updates, np.array(objectives)))
+    expected, got = states
+    np.testing.assert_array_equal(got[4], expected[4])
+    assert expected[4].sum() > 0
+    if n_classes > 2:
+        assert expected[4][1] == 0 and not expected[0][1].any()
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    for name, e, g in zip(("coef", "intercept", "l1_total", "l1_q", "n_updates", "objective"),
+                          expected, got):
+        np.testing.assert_allclose(g, e, rtol=rtol, atol=rtol, err_msg=name)
+
+
+def test_nonfinite_objective_stops_the_epoch(fast_backend):
+    row = dict(DESIGN[0], dtype="float64", optimizer="sgd", batch_size=1)
+    p = _problem(row)
+    results = []
+    for module in (kernels("numpy"), kernels(fast_backend)):
+        params = p["params"].copy()
+        velocity = np.zeros_like(params)
+        workspace = module.make_workspace(p["units"], 1, params.dtype, False)
+        results.append(module.sgd_epoch(
+            params, p["units"], p["hidden_activation"], p["output_activation"], p["loss"],
+            p["X"], p["Y"], p["sample_weight"], np.arange(N_SAMPLES, dtype=np.int64), 1,
+            _codes.SGD, 1e200, 0.0, False, 0.9, 0.999, 1e-8, 0, velocity, velocity, 0.0,
+            0.0, 0.0, 0.2, 0.0, p["penalized"], _codes.NO_NOISE, 0.0, 0, 0, workspace))
+    assert results[0][2] == 0 and results[1][2] == 0
