@@ -18,6 +18,13 @@ class ConvergenceWarning(UserWarning):
     """The optimiser stopped (``max_iter`` reached) before the convergence criterion held."""
 
 
+class DataConversionWarning(UserWarning):
+    """Input was converted in a way the user may not expect (e.g. a column-vector y).
+
+    Named as scikit-learn's, whose estimator checks look for the name.
+    """
+
+
 class NotFittedError(ValueError, AttributeError):
     """A method that needs a fitted estimator was called before ``fit``.
 

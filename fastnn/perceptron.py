@@ -17,6 +17,7 @@ from ._params import ParamsMixin
 from ._base import validation_split
 from ._validation import (
     ConvergenceWarning,
+    DataConversionWarning,
     check_array,
     check_bool,
     check_classification_targets,
@@ -340,6 +341,16 @@ class Perceptron(ParamsMixin):
 
     def _check_data(self, X, y, reset):
         X = check_array(X, min_samples=1)
+        if y is None:
+            raise ValueError("Perceptron requires y to be passed, but the target y is None.")
+        y = np.asarray(y) if not hasattr(y, "tocsr") else y  # sparse y: refused below
+        if y.ndim == 2 and y.shape[1] == 1:
+            warnings.warn(
+                "A column-vector y was passed when a 1d array was expected. Please change "
+                "the shape of y to (n_samples,), for example using ravel().",
+                DataConversionWarning,
+                stacklevel=3,
+            )
         labels, _ = check_classification_targets(y, X.shape[0])
         if labels.ndim != 1:
             raise ValueError(

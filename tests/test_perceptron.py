@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastnn.perceptron import Perceptron
-from fastnn._validation import ConvergenceWarning, NotFittedError
+from fastnn._validation import ConvergenceWarning, DataConversionWarning, NotFittedError
 
 
 def _data(n_classes, n_samples=60, n_features=5, seed=0):
@@ -401,6 +401,15 @@ def _bad_inputs():
 def test_bad_fit_input(args, kwargs, error, message):
     with pytest.raises(error, match=message):
         Perceptron().fit(*args, **kwargs)
+
+
+def test_column_vector_y_warns_and_missing_y_is_named():
+    X, y, _ = _data(2)
+    with pytest.warns(DataConversionWarning, match="column-vector y"):
+        model = Perceptron(shuffle=False).fit(X, y[:, None])
+    np.testing.assert_array_equal(model.coef_, Perceptron(shuffle=False).fit(X, y).coef_)
+    with pytest.raises(ValueError, match="requires y to be passed"):
+        Perceptron().fit(X, None)
 
 
 def test_sparse_input_is_refused_clearly():
