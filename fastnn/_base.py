@@ -129,7 +129,8 @@ def validation_split(n_samples, validation_fraction, rng, stratify=None):
 def r2_score(Y, predictions, sample_weight):
     """R^2 of 2-D ``predictions`` against ``Y``, averaged over outputs (scikit-learn's)."""
     weights = sample_weight[:, None]
-    residual = (weights * (Y - predictions) ** 2).sum(axis=0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        residual = (weights * (Y - predictions) ** 2).sum(axis=0)
     mean = (weights * Y).sum(axis=0) / weights.sum()
     total = (weights * (Y - mean) ** 2).sum(axis=0)
     scores = np.ones(Y.shape[1])
