@@ -279,7 +279,7 @@ def make_workspace(layer_units, batch_size, dtype, contraction):
     Scratch memory for ``sgd_epoch`` and ``loss_and_gradient`` on batches of up to
     ``batch_size`` rows, allocated once per fit (see ``_layout`` for what it holds).
     """
-    layer_units = np.ascontiguousarray(layer_units, dtype=np.int64)
+    layer_units = _read_only(np.ascontiguousarray(layer_units, dtype=np.int64))
     total = _layout(layer_units, int(batch_size), bool(contraction))[_TOTAL]
     return np.zeros(int(total), dtype=dtype)
 
@@ -509,12 +509,10 @@ def _contractive_penalty(params, layer_units, offsets, hidden_activation, penali
 
 
 @_jit
-def _activations(X, workspace, layout, layer_units, k):
-    """``o^k`` of the batch: ``X`` itself for k = 0, else a workspace view."""
-    if k == 0:
-        return X
-    return _view(workspace, layout[_slot(_ACTIVATIONS, k, layer_units.shape[0] - 1)],
-                 X.shape[0], layer_units[k])
+def _activations(workspace, layout, layer_units, k, n_rows):
+    """``o^k`` of the batch (``o^0`` is the gathered, corrupted input)."""
+    return _view(workspace, layout[_slot(_ACTIVATIONS, k, layer_units.shape[0] - 1)], n_rows,
+                 layer_units[k])
 
 
 @_jit
@@ -524,28 +522,56 @@ def _deltas(workspace, layout, layer_units, k, n_rows):
 
 
 @_jit
-def _batch_objective(params, layer_units, offsets, hidden_activation, output_activation,
-                     loss, X, Y, sample_weight, alpha, l1_weight, kl_weight, kl_target,
-                     contraction_weight, penalized, eps, grad, workspace, layout):
-    """Forward, objective and gradient (into ``grad``) of one batch; returns ``(D, P)``.
+def _gather_batch(X, Y, sample_weight, rows, noise, noise_level, noise_seed, epoch,
+                  workspace, layout, layer_units):
+    """Copy (and corrupt) the batch's rows ``rows`` of X, Y and the weights into the workspace.
 
-    ``X``, ``Y``, ``sample_weight`` are the batch's rows (``X`` already corrupted).
+    The batch objective then always reads workspace memory: one compiled signature per
+    dtype, and contiguous operands for BLAS.
+    """
+    n_rows = rows.shape[0]
+    n_features = layer_units[0]
+    inputs = _activations(workspace, layout, layer_units, 0, n_rows)
+    targets = _view(workspace, layout[_TARGETS], n_rows, Y.shape[1])
+    weights = workspace[layout[_WEIGHTS]:layout[_WEIGHTS] + n_rows]
+    for r in range(n_rows):
+        sample = rows[r]
+        if noise == NO_NOISE:
+            for j in range(n_features):
+                inputs[r, j] = X[sample, j]
+        else:
+            for j in range(n_features):
+                inputs[r, j] = _corrupt_value(X[sample, j], sample, j, noise, noise_level,
+                                              noise_seed, epoch)
+        for j in range(Y.shape[1]):
+            targets[r, j] = Y[sample, j]
+        weights[r] = sample_weight[sample]
+
+
+@_jit
+def _batch_objective(params, layer_units, offsets, hidden_activation, output_activation,
+                     loss, n_rows, alpha, l1_weight, kl_weight, kl_target, contraction_weight,
+                     penalized, eps, grad, workspace, layout):
+    """Forward, objective and gradient (into ``grad``) of the batch gathered in the workspace.
+
+    Returns ``(D, P)``.
     """
     n_layers = layer_units.shape[0] - 1
-    n_rows = X.shape[0]
+    Y = _view(workspace, layout[_TARGETS], n_rows, layer_units[n_layers])
+    sample_weight = workspace[layout[_WEIGHTS]:layout[_WEIGHTS] + n_rows]
     weight_sum = 0.0
     for i in range(n_rows):
         weight_sum += sample_weight[i]
 
     for i in range(n_layers):
-        _dense(_activations(X, workspace, layout, layer_units, i),
+        _dense(_activations(workspace, layout, layer_units, i, n_rows),
                _weights(params, layer_units, offsets, i),
                _biases(params, layer_units, offsets, i),
                _layer_activation(i, n_layers, hidden_activation, output_activation),
-               _activations(X, workspace, layout, layer_units, i + 1))
+               _activations(workspace, layout, layer_units, i + 1, n_rows))
 
     data_loss = _output_delta(
-        _activations(X, workspace, layout, layer_units, n_layers), Y, sample_weight,
+        _activations(workspace, layout, layer_units, n_layers, n_rows), Y, sample_weight,
         output_activation, loss, eps, _deltas(workspace, layout, layer_units, n_layers, n_rows)
     ) / weight_sum
     penalty = alpha / (2.0 * weight_sum) * _squared_weights(params, layer_units, offsets)
@@ -558,7 +584,7 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
             contraction_weight, workspace, layout)
 
     for k in range(n_layers - 1, 0, -1):
-        O = _activations(X, workspace, layout, layer_units, k)
+        O = _activations(workspace, layout, layer_units, k, n_rows)
         E = _deltas(workspace, layout, layer_units, k, n_rows)
         np.dot(_deltas(workspace, layout, layer_units, k + 1, n_rows),
                _weights(params, layer_units, offsets, k).T, out=E)
@@ -592,7 +618,7 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
         W_grad = _weights(grad, layer_units, offsets, i)
         W_direct = _weights(cgrad, layer_units, offsets, i) if i < contracted else W
         E = _deltas(workspace, layout, layer_units, i + 1, n_rows)
-        np.dot(_activations(X, workspace, layout, layer_units, i).T, E, out=W_grad)
+        np.dot(_activations(workspace, layout, layer_units, i, n_rows).T, E, out=W_grad)
         for r in range(W.shape[0]):
             for c in range(W.shape[1]):
                 value = np.float64(W_grad[r, c]) + alpha * W[r, c]
@@ -651,10 +677,7 @@ def _sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, 
                nesterov, beta_1, beta_2, epsilon, adam_step, velocity, second_moment, alpha,
                l1_weight, kl_weight, kl_target, contraction_weight, penalized, noise,
                noise_level, noise_seed, epoch, eps, workspace):
-    n_layers = layer_units.shape[0] - 1
     n_total = order.shape[0]
-    n_features = layer_units[0]
-    n_outputs = layer_units[n_layers]
     offsets = _param_offsets(layer_units)
     layout = _layout(layer_units, min(batch_size, n_total), contraction_weight > 0)
     grad = workspace[layout[_GRAD]:layout[_GRAD] + params.shape[0]]
@@ -662,26 +685,14 @@ def _sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, 
     penalty_sum = 0.0
     batch = 0
     for start in range(0, n_total, batch_size):
-        n_rows = min(start + batch_size, n_total) - start
-        X_batch = _view(workspace, layout[_slot(_ACTIVATIONS, 0, n_layers)], n_rows, n_features)
-        Y_batch = _view(workspace, layout[_TARGETS], n_rows, n_outputs)
-        w_batch = workspace[layout[_WEIGHTS]:layout[_WEIGHTS] + n_rows]
-        for r in range(n_rows):
-            sample = order[start + r]
-            if noise == NO_NOISE:
-                for j in range(n_features):
-                    X_batch[r, j] = X[sample, j]
-            else:
-                for j in range(n_features):
-                    X_batch[r, j] = _corrupt_value(X[sample, j], sample, j, noise,
-                                                   noise_level, noise_seed, epoch)
-            for j in range(n_outputs):
-                Y_batch[r, j] = Y[sample, j]
-            w_batch[r] = sample_weight[sample]
+        rows = order[start:min(start + batch_size, n_total)]
+        n_rows = rows.shape[0]
+        _gather_batch(X, Y, sample_weight, rows, noise, noise_level, noise_seed, epoch,
+                      workspace, layout, layer_units)
         data_loss, penalty = _batch_objective(
-            params, layer_units, offsets, hidden_activation, output_activation, loss,
-            X_batch, Y_batch, w_batch, alpha, l1_weight, kl_weight, kl_target,
-            contraction_weight, penalized, eps, grad, workspace, layout)
+            params, layer_units, offsets, hidden_activation, output_activation, loss, n_rows,
+            alpha, l1_weight, kl_weight, kl_target, contraction_weight, penalized, eps, grad,
+            workspace, layout)
         if not (np.isfinite(data_loss) and np.isfinite(penalty)):
             return loss_sum, penalty_sum, 0
         loss_sum += n_rows * data_loss
@@ -702,17 +713,15 @@ def _loss_and_gradient(params, layer_units, hidden_activation, output_activation
                        Y, sample_weight, alpha, l1_weight, kl_weight, kl_target,
                        contraction_weight, penalized, noise, noise_level, noise_seed, epoch,
                        eps, grad, workspace):
-    n_layers = layer_units.shape[0] - 1
-    layout = _layout(layer_units, X.shape[0], contraction_weight > 0)
-    inputs = X
-    if noise != NO_NOISE:
-        inputs = _view(workspace, layout[_slot(_ACTIVATIONS, 0, n_layers)], X.shape[0],
-                       X.shape[1])
-        _corrupt(X, np.arange(X.shape[0]), noise, noise_level, noise_seed, epoch, inputs)
+    n_rows = X.shape[0]
+    layout = _layout(layer_units, n_rows, contraction_weight > 0)
+    rows = np.arange(n_rows)  # row r is sample r for the noise generator
+    _gather_batch(X, Y, sample_weight, rows, noise, noise_level, noise_seed, epoch, workspace,
+                  layout, layer_units)
     return _batch_objective(params, layer_units, _param_offsets(layer_units),
-                            hidden_activation, output_activation, loss, inputs, Y,
-                            sample_weight, alpha, l1_weight, kl_weight, kl_target,
-                            contraction_weight, penalized, eps, grad, workspace, layout)
+                            hidden_activation, output_activation, loss, n_rows, alpha,
+                            l1_weight, kl_weight, kl_target, contraction_weight, penalized,
+                            eps, grad, workspace, layout)
 
 
 # ---------------------------------------------------------------------------------------
@@ -777,6 +786,17 @@ def _perceptron_epoch(coef, intercept, X, Y, sample_weight, order, active, eta,
 # The public kernels (docs/kernels.md): coerce scalars, check the workspace, call the jit.
 
 
+def _read_only(array):
+    """A read-only view of an input array.
+
+    Numba compiles one signature per argument type, and read-only arrays are a type of
+    their own; presenting every input read-only keeps it to one signature per dtype.
+    """
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
 def _seed(value):
     """A noise seed or epoch as the uint64 the generator works in (mod 2**64)."""
     return np.uint64(int(value) & 0xFFFFFFFFFFFFFFFF)
@@ -799,8 +819,8 @@ def forward(params, layer_units, hidden_activation, output_activation, first_lay
     Runs weight layers ``first_layer .. last_layer-1`` on ``X`` and writes
     ``o^{last_layer}`` into ``out``, in blocks of rows.
     """
-    _forward(params, layer_units, int(hidden_activation), int(output_activation),
-             int(first_layer), int(last_layer), X, out)
+    _forward(params, _read_only(layer_units), int(hidden_activation), int(output_activation),
+             int(first_layer), int(last_layer), _read_only(X), out)
 
 
 def sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, X, Y,
@@ -813,17 +833,18 @@ def sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, X
     One epoch of minibatch SGD or Adam over the batches ``order[k*batch_size:...]``;
     returns ``(loss_sum, penalty_sum, ok)`` (sums weighted by batch row counts).
     """
+    layer_units = _read_only(layer_units)
     rows = min(int(batch_size), order.shape[0])
-    contraction = float(contraction_weight) > 0
-    _check_workspace(workspace, layer_units, rows, contraction)
+    _check_workspace(workspace, layer_units, rows, float(contraction_weight) > 0)
     loss_sum, penalty_sum, ok = _sgd_epoch(
-        params, layer_units, int(hidden_activation), int(output_activation), int(loss), X, Y,
-        sample_weight, order, int(batch_size), int(optimizer), float(learning_rate),
+        params, layer_units, int(hidden_activation), int(output_activation), int(loss),
+        _read_only(X), _read_only(Y), _read_only(sample_weight), _read_only(order),
+        int(batch_size), int(optimizer), float(learning_rate),
         float(momentum), bool(nesterov), float(beta_1), float(beta_2), float(epsilon),
         int(adam_step), velocity, second_moment, float(alpha), float(l1_weight),
-        float(kl_weight), float(kl_target), float(contraction_weight), penalized, int(noise),
-        float(noise_level), _seed(noise_seed), _seed(epoch), float(np.finfo(params.dtype).eps),
-        workspace)
+        float(kl_weight), float(kl_target), float(contraction_weight), _read_only(penalized),
+        int(noise), float(noise_level), _seed(noise_seed), _seed(epoch),
+        float(np.finfo(params.dtype).eps), workspace)
     return float(loss_sum), float(penalty_sum), int(ok)
 
 
@@ -836,12 +857,13 @@ def loss_and_gradient(params, layer_units, hidden_activation, output_activation,
     Objective and gradient over all rows of ``X`` as one batch (for L-BFGS); writes the
     gradient into ``grad`` and returns ``(data_loss, penalty)``.
     """
-    contraction = float(contraction_weight) > 0
-    _check_workspace(workspace, layer_units, X.shape[0], contraction)
+    layer_units = _read_only(layer_units)
+    _check_workspace(workspace, layer_units, X.shape[0], float(contraction_weight) > 0)
     data_loss, penalty = _loss_and_gradient(
-        params, layer_units, int(hidden_activation), int(output_activation), int(loss), X, Y,
-        sample_weight, float(alpha), float(l1_weight), float(kl_weight), float(kl_target),
-        float(contraction_weight), penalized, int(noise), float(noise_level),
+        params, layer_units, int(hidden_activation), int(output_activation), int(loss),
+        _read_only(X), _read_only(Y), _read_only(sample_weight), float(alpha),
+        float(l1_weight), float(kl_weight), float(kl_target), float(contraction_weight),
+        _read_only(penalized), int(noise), float(noise_level),
         _seed(noise_seed), _seed(epoch), float(np.finfo(params.dtype).eps), grad, workspace)
     return float(data_loss), float(penalty)
 
@@ -852,8 +874,8 @@ def corrupt(X, sample_index, noise, noise_level, noise_seed, epoch, out):
     Writes the corrupted copy of ``X`` into ``out``; row ``r`` is sample
     ``sample_index[r]`` for the counter-based generator.
     """
-    _corrupt(X, sample_index, int(noise), float(noise_level), _seed(noise_seed),
-             _seed(epoch), out)
+    _corrupt(_read_only(X), _read_only(sample_index), int(noise), float(noise_level),
+             _seed(noise_seed), _seed(epoch), out)
 
 
 def perceptron_epoch(coef, intercept, X, Y, sample_weight, order, active, eta,
@@ -865,6 +887,7 @@ def perceptron_epoch(coef, intercept, X, Y, sample_weight, order, active, eta,
     perceptron loss and a constant learning rate); returns 1, or 0 on a non-finite weight.
     """
     return int(_perceptron_epoch(
-        coef, intercept, X, Y, sample_weight, order, active, float(eta), bool(fit_intercept),
-        float(l2_strength), float(l1_strength), weight_pos, weight_neg, l1_total, l1_q,
-        n_updates, objective_sum))
+        coef, intercept, _read_only(X), _read_only(Y), _read_only(sample_weight),
+        _read_only(order), _read_only(active), float(eta), bool(fit_intercept),
+        float(l2_strength), float(l1_strength), _read_only(weight_pos), _read_only(weight_neg),
+        l1_total, l1_q, n_updates, objective_sum))
