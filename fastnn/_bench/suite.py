@@ -18,6 +18,8 @@ from .runners import PEERS, PEER_IMPLS, RUNNERS
 from .workloads import WORKLOADS, make_problem
 
 SCHEMA_VERSION = 1
+DTYPES = ("float32", "float64")
+BENCH_THREADS = (1, 2)  # the pytest-benchmark suite's thread counts
 RESULT_FIELDS = (
     "workload", "workload_name", "impl", "dtype", "threads", "status", "reason", "n_samples",
     "epochs", "seconds", "samples_per_s", "flops_per_sample", "gflops", "peak_gflops",
@@ -31,7 +33,7 @@ class Options:
 
     workloads: tuple = tuple(WORKLOADS)
     impls: tuple = ("cython", "numba", "numpy")
-    dtypes: tuple = ("float32", "float64")
+    dtypes: tuple = DTYPES
     threads: tuple = (machine.n_cores(),)
     quick: bool = False
     epochs: int = None
