@@ -303,20 +303,20 @@ def contractive_penalty(coefs, pre_activations, hidden_activation, penalized, sa
     scale = (2 * weight / S) * sample_weight[:, None, None]
 
     value = 0.0
-    jacobian_grad = np.zeros_like(jacobians[depth])
+    jacobian_grad = 0  # G^depth gets its first term from the deepest penalised layer
     for k in range(depth, 0, -1):
         if penalized[k - 1]:
             value += weight * _weighted_sum(sample_weight, np.sum(jacobians[k] ** 2, axis=(1, 2))) / S
             jacobian_grad = jacobian_grad + scale * jacobians[k]
         a = pre_activations[k]
-        pre_activation_grads[k] = activation_second_derivative(hidden_activation, a) * np.sum(
-            jacobian_grad * linear_parts[k], axis=2
+        pre_activation_grads[k] = activation_second_derivative(hidden_activation, a) * np.einsum(
+            "njd,njd->nj", jacobian_grad, linear_parts[k]
         )
         linear_grad = activation_derivative(hidden_activation, a)[:, :, None] * jacobian_grad
         if k == 1:  # M^1[i, j, d] = W_0[d, j] for every sample
             coef_grads[0] = linear_grad.sum(axis=0).T
-        else:
-            coef_grads[k - 1] = np.einsum("nid,njd->ij", jacobians[k - 1], linear_grad)
+        else:  # sum over samples i and inputs d of J^{k-1}[i, :, d] (g' G^k)[i, :, d]^T
+            coef_grads[k - 1] = np.tensordot(jacobians[k - 1], linear_grad, axes=([0, 2], [0, 2]))
             jacobian_grad = coefs[k - 1] @ linear_grad
     return value, coef_grads, pre_activation_grads
 
