@@ -114,6 +114,19 @@ class Perceptron(ParamsMixin):
         Number of updates (mistakes ``y a(x) <= 0``) of each binary problem since the last
         ``fit`` (accumulated over ``partial_fit`` calls); Novikoff's theorem bounds it by
         ``(D / gamma)^2`` on separable data.
+
+    Notes
+    -----
+    Differences from scikit-learn, all outside ``shuffle=False``'s equality:
+
+    - ``shuffle=True`` draws one order per epoch for all classes with numpy from
+      ``random_state``; scikit-learn shuffles each one-vs-rest problem with its own C
+      generator, so shuffled runs differ from scikit-learn's (statistically alike).
+    - With an L1 penalty and a finite ``tol``, the stopping epoch can differ in rare cases:
+      scikit-learn's epoch objective uses weight norms cached before each L1 step.
+    - float32 input trains in float32 (as scikit-learn's ``_plain_sgd32``), the intercept
+      too (scikit-learn keeps it in double during a fit); ``decision_function`` of a
+      float32 model is float32 for float32 ``X``.
     """
 
     _estimator_type = "classifier"
@@ -243,6 +256,8 @@ class Perceptron(ParamsMixin):
             if first_call:
                 self.t_ = 1.0
                 self._allocate(X, None, None, reset=True)
+            else:  # the model keeps the dtype of its first call
+                X = X.astype(self.coef_.dtype, copy=False)
             self._train(X, y, sample_weight, max_iter=1)
         return self
 
@@ -523,8 +538,9 @@ class Perceptron(ParamsMixin):
             no_improvement = np.where(stalled, no_improvement + 1, 0)
             best = np.minimum(best, current)
             if self.verbose:
+                criterion = "objective" if validation is None else "validation score"
                 print(
-                    f"-- Epoch {epoch + 1}: {'validation score' if validation is not None else 'objective'} "
+                    f"-- Epoch {epoch + 1}: {criterion} "
                     f"{np.array2string(np.abs(current[active == 1]), precision=6)}, "
                     f"updates {self.n_updates_.tolist()}, T: {n_train * (epoch + 1)}",
                     file=sys.stderr,

@@ -109,6 +109,16 @@ def test_partial_fit_equals_sklearn(backend):
     assert ours.n_updates_.shape == (3,) and (ours.n_updates_ > 0).all()
 
 
+def test_partial_fit_keeps_the_dtype_of_its_first_call(backend):
+    X, y, _ = _data(2)
+    model = Perceptron(backend=backend).partial_fit(X, y, classes=[0, 1])
+    model.partial_fit(X.astype(np.float32), y)
+    assert model.coef_.dtype == np.float64
+    model32 = Perceptron(backend=backend).partial_fit(X.astype(np.float32), y, classes=[0, 1])
+    model32.partial_fit(X, y)
+    assert model32.coef_.dtype == np.float32 and model32.intercept_.dtype == np.float32
+
+
 def test_warm_start_equals_sklearn(backend):
     X, y, _ = _data(3)
     params = dict(shuffle=False, warm_start=True, max_iter=3, tol=None)
@@ -192,7 +202,8 @@ def test_novikoff_bound(backend, seed, n_samples, n_features, min_margin):
     _check_novikoff(backend, *_separable(seed, n_samples, n_features, min_margin))
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=8, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     seed=st.integers(0, 2**31 - 1),
     n_samples=st.integers(5, 40),
@@ -239,9 +250,8 @@ def test_string_labels_and_input_layouts(backend):
     integers = np.rint(X * 3).astype(np.int64)
     model = Perceptron(shuffle=False, backend=backend).fit(integers, labels)
     assert model.coef_.dtype == np.float64
-    np.testing.assert_array_equal(
-        model.coef_, Perceptron(shuffle=False, backend=backend).fit(integers.astype(float), labels).coef_
-    )
+    as_floats = Perceptron(shuffle=False, backend=backend).fit(integers.astype(float), labels)
+    np.testing.assert_array_equal(model.coef_, as_floats.coef_)
 
 
 def test_convergence_warning(backend):
@@ -258,6 +268,7 @@ def test_verbose_reports_each_epoch(backend, capsys):
     assert "objective" in err
 
 
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")  # on purpose
 def test_divergence_keeps_previous_parameters(backend):
     X, y, _ = _data(2)
     model = Perceptron(shuffle=False, backend=backend).fit(X, y)
@@ -271,6 +282,7 @@ def test_divergence_keeps_previous_parameters(backend):
     assert model.t_ == t
 
 
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")  # on purpose
 def test_failed_first_fit_leaves_estimator_unfitted(backend):
     X, y, _ = _data(2)
     model = Perceptron(eta0=1e300, backend=backend)
@@ -289,7 +301,8 @@ def test_pickle_and_params_round_trip(backend):
     assert "penalty='l2'" in repr(model)
 
 
-@pytest.mark.parametrize("dtype, labels", [(np.float64, None), (np.float32, ["ant", "bee", "cat"])])
+@pytest.mark.parametrize("dtype, labels",
+                         [(np.float64, None), (np.float32, ["ant", "bee", "cat"])])
 def test_save_and_load_round_trip(backend, tmp_path, dtype, labels):
     import fastnn
 
@@ -388,9 +401,11 @@ def _bad_inputs():
         ("y too short", (X, y[:-1]), {}, ValueError, "inconsistent numbers of samples"),
         ("multilabel", (X, np.c_[y, 1 - y]), {}, ValueError, "1d array"),
         ("y with nan", (X, np.where(y == 1, np.nan, 0.0)), {}, ValueError, "Unknown label type"),
-        ("weights length", (X, y), dict(sample_weight=np.ones(3)), ValueError, "sample_weight has 3"),
+        ("weights length", (X, y), dict(sample_weight=np.ones(3)), ValueError,
+         "sample_weight has 3"),
         ("weights negative", (X, y), dict(sample_weight=-np.ones(10)), ValueError, "negative"),
-        ("coef_init shape", (X, y), dict(coef_init=np.zeros((2, 3))), ValueError, "coef_init has shape"),
+        ("coef_init shape", (X, y), dict(coef_init=np.zeros((2, 3))), ValueError,
+         "coef_init has shape"),
         ("intercept_init shape", (X, y), dict(intercept_init=[0.0, 1.0]), ValueError,
          "intercept_init has shape"),
     ]
