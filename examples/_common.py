@@ -6,7 +6,9 @@ Each example runs as ``python examples/NAME.py`` with
   seconds, used by ``tests/test_examples.py``;
 - ``--full``: the long version (the published protocol where there is one);
 - ``--data-dir DIR``: where the data files are (default ``$FASTNN_DATA``, else
-  ``../shared/data`` beside the repository).
+  ``../shared/data`` beside the repository);
+- ``--threads N``: cap the BLAS threads (through threadpoolctl). On a busy machine a
+  multi-threaded BLAS can be many times slower than one thread on large batches.
 """
 
 import argparse
@@ -40,9 +42,13 @@ def parse_args(description, add_arguments=None):
     size.add_argument("--full", action="store_true", help="the long version")
     parser.add_argument("--data-dir", type=Path, default=default_data_dir(),
                         help="folder with the data files (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="cap the BLAS threads with threadpoolctl (default: no cap)")
     if add_arguments is not None:
         add_arguments(parser)
     args = parser.parse_args()
+    if args.threads is not None:
+        limit_blas_threads(args.threads)
     quick_env = os.environ.get("FASTNN_EXAMPLES_QUICK", "").strip() not in ("", "0")
     if args.full:
         args.mode = "full"
@@ -51,6 +57,20 @@ def parse_args(description, add_arguments=None):
     else:
         args.mode = "default"
     return args
+
+
+_thread_limits = []  # keeps the threadpoolctl limit alive for the whole run
+
+
+def limit_blas_threads(n_threads):
+    """Cap the BLAS thread pools at ``n_threads`` for the rest of the process."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        sys.exit("--threads needs threadpoolctl (pip install threadpoolctl)")
+    import scipy.linalg  # noqa: F401  threadpoolctl caps only the BLAS already loaded:
+    # numpy's, and scipy's, which the compiled kernels call
+    _thread_limits.append(threadpool_limits(limits=n_threads, user_api="blas"))
 
 
 def require_file(path):
