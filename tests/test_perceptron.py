@@ -268,7 +268,7 @@ def test_verbose_reports_each_epoch(backend, capsys):
     assert "objective" in err
 
 
-@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")  # on purpose
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # overflow on purpose
 def test_divergence_keeps_previous_parameters(backend):
     X, y, _ = _data(2)
     model = Perceptron(shuffle=False, backend=backend).fit(X, y)
@@ -282,7 +282,7 @@ def test_divergence_keeps_previous_parameters(backend):
     assert model.t_ == t
 
 
-@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")  # on purpose
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # overflow on purpose
 def test_failed_first_fit_leaves_estimator_unfitted(backend):
     X, y, _ = _data(2)
     model = Perceptron(eta0=1e300, backend=backend)
