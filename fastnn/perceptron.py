@@ -336,7 +336,8 @@ class Perceptron(ParamsMixin):
         if self.tol is not None:
             check_scalar("tol", self.tol, float, low=0)
         check_bool("shuffle", self.shuffle)
-        check_scalar("verbose", self.verbose, int, low=0)
+        if not isinstance(self.verbose, (bool, np.bool_)):  # sklearn accepts bools too
+            check_scalar("verbose", self.verbose, int, low=0)
         check_scalar("eta0", self.eta0, float, low=0, closed="neither")
         if self.n_jobs is not None:
             check_scalar("n_jobs", self.n_jobs, int)

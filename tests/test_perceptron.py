@@ -262,7 +262,7 @@ def test_convergence_warning(backend):
 
 def test_verbose_reports_each_epoch(backend, capsys):
     X, y, _ = _data(2)
-    model = Perceptron(verbose=1, max_iter=3, tol=None, backend=backend).fit(X, y)
+    model = Perceptron(verbose=True, max_iter=3, tol=None, backend=backend).fit(X, y)
     err = capsys.readouterr().err
     assert err.count("-- Epoch") == model.n_iter_ == 3
     assert "objective" in err
@@ -369,6 +369,7 @@ BAD_PARAMS = [
     (dict(n_iter_no_change=0), ValueError, "n_iter_no_change must be in"),
     (dict(fit_intercept="yes"), TypeError, "fit_intercept must be a bool"),
     (dict(shuffle=None), TypeError, "shuffle must be a bool"),
+    (dict(verbose=-1), ValueError, "verbose must be in"),
     (dict(class_weight="even"), ValueError, "class_weight must be"),
     (dict(class_weight={7: 2.0}), ValueError, r"class_weight has labels \[7\]"),
     (dict(random_state="seed"), ValueError, "random_state"),
