@@ -1,0 +1,224 @@
+"""The ``fastnn`` command line: help, errors, info, train end to end, bench JSON."""
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import cli
+from fastnn._base import validation_split
+from fastnn._bench.suite import RESULT_FIELDS
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(capsys, *argv):
+    """``(exit status, stdout, stderr)`` of ``fastnn *argv`` run in this process."""
+    status = cli.main(list(argv))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def assert_one_line_error(status, err, expected_status, *fragments):
+    assert status == expected_status
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "error" in lines[0] and "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.fixture
+def small_csv(tmp_path):
+    """200 rows: 4 numeric features with a header, a string label that the first two
+    features separate."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 4))
+    labels = np.where(X[:, 0] + X[:, 1] > 0, "yes", "no")
+    path = tmp_path / "small.csv"
+    lines = ["a,b,c,d,label"] + [
+        ",".join(f"{v:.6f}" for v in row) + f",{label}" for row, label in zip(X, labels)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path, X, labels
+
+
+@pytest.mark.parametrize("command", [[], ["info"], ["bench"], ["train"]])
+def test_help_of_every_command(capsys, command):
+    status, out, _ = run(capsys, *command, "--help")
+    assert status == 0
+    assert out.startswith("usage: fastnn")
+    if command == ["bench"]:
+        assert "--quick" in out and "--peers" in out and "--json" in out and "--plot" in out
+    if command == ["train"]:
+        assert "--task" in out and "--save" in out and "--target" in out
+
+
+@pytest.mark.parametrize(
+    "argv, status, fragment",
+    [
+        ([], 2, "required"),
+        (["frobnicate"], 2, "invalid choice"),
+        (["train", "x.csv"], 2, "--task"),
+        (["train", "x.csv", "--task", "cluster"], 2, "invalid choice"),
+        (["train", "x.csv", "--task", "classify", "--test-size", "1.5"], 2, "between 0 and 1"),
+        (["train", "x.csv", "--task", "classify", "--epochs", "0"], 2, "at least 1"),
+        (["train", "x.csv", "--task", "classify", "--hidden", "8,a"], 2, "not an integer"),
+        (["bench", "--dtype", "float16"], 2, "float32/float64"),
+        (["bench", "--only", "W9"], 1, "W9"),
+        (["bench", "--impls", "tensorflow"], 1, "tensorflow"),
+        (["bench", "--json", "/no/such/dir/out.json"], 1, "does not exist"),
+        (["train", "no_such_file.csv", "--task", "classify"], 1, "no such file"),
+    ],
+)
+def test_argument_errors_are_one_line(capsys, argv, status, fragment):
+    code, _, err = run(capsys, *argv)
+    assert_one_line_error(code, err, status, fragment)
+
+
+def test_bad_files_are_one_line_errors(capsys, tmp_path, small_csv):
+    text_csv = tmp_path / "words.csv"
+    text_csv.write_text("a,b,label\n1.0,oops,x\n2.0,3.0,y\n")
+    code, _, err = run(capsys, "train", str(text_csv), "--task", "classify")
+    assert_one_line_error(code, err, 1, "not numeric", "'oops'")
+
+    garbage = tmp_path / "garbage.npy"
+    garbage.write_bytes(b"this is not a numpy file")
+    code, _, err = run(capsys, "train", str(garbage), "--task", "regress")
+    assert_one_line_error(code, err, 1, "not a readable .npy")
+
+    no_y = tmp_path / "no_y.npz"
+    np.savez(no_y, X=np.ones((10, 2)))
+    code, _, err = run(capsys, "train", str(no_y), "--task", "classify")
+    assert_one_line_error(code, err, 1, "no array named y")
+
+    code, _, err = run(capsys, "train", str(tmp_path / "data.txt"), "--task", "classify")
+    assert_one_line_error(code, err, 1, "no such file")
+    (tmp_path / "data.txt").write_text("1,2\n")
+    code, _, err = run(capsys, "train", str(tmp_path / "data.txt"), "--task", "classify")
+    assert_one_line_error(code, err, 1, "unknown file type .txt")
+
+    path, _, _ = small_csv
+    code, _, err = run(capsys, "train", str(path), "--task", "regress")
+    assert_one_line_error(code, err, 1, "not numeric")
+    code, _, err = run(capsys, "train", str(path), "--task", "classify", "--target", "zzz")
+    assert_one_line_error(code, err, 1, "--target")
+    code, _, err = run(capsys, "train", str(path), "--task", "perceptron", "--hidden", "4")
+    assert_one_line_error(code, err, 1, "--hidden does not apply")
+
+
+def test_info(capsys):
+    status, out, _ = run(capsys, "info")
+    assert status == 0
+    assert out.splitlines()[0] == f"fastnn {fastnn.__version__}"
+    backends = fastnn.available_backends()
+    assert f"backends available: {', '.join(backends)}" in out
+    assert f"active backend: {fastnn.get_backend()}" in out
+    assert "cores:" in out and "numpy" in out
+
+
+def test_train_csv_end_to_end_and_reload(capsys, tmp_path, small_csv):
+    path, X, labels = small_csv
+    model_path = tmp_path / "model.npz"
+    status, out, err = run(
+        capsys, "train", str(path), "--task", "classify", "--hidden", "8",
+        "--solver", "sgd", "--lr", "0.1", "--epochs", "30", "--seed", "3",
+        "--save", str(model_path), "--progress", "off")
+    assert status == 0, err
+    assert err == ""  # quiet progress
+    printed = float(out.split("held-out accuracy: ")[1].split()[0])
+    model = fastnn.load(model_path)
+    assert type(model).__name__ == "MLPClassifier"
+    assert model.hidden_layer_sizes == (8,) and model.max_iter == 30
+    assert list(model.classes_) == ["no", "yes"]
+    # The held-out rows are those of the same split: the reloaded model scores the same.
+    _, test = validation_split(len(X), 0.2, np.random.RandomState(3), labels)
+    assert model.score(X[test], labels[test]) == pytest.approx(printed, abs=5e-5)
+    assert printed >= 0.8  # a linearly separable label, learnt
+
+
+def test_train_npz_perceptron_and_npy_regression_with_progress(capsys, tmp_path):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(120, 3))
+    np.savez(tmp_path / "d.npz", X=X, y=(X[:, 0] > 0).astype(int))
+    status, out, err = run(capsys, "train", str(tmp_path / "d.npz"), "--task", "perceptron",
+                           "--epochs", "5", "--progress", "on")
+    assert status == 0
+    assert "Perceptron trained on 96 samples" in out
+    assert "epoch 1/5" in err and "samples/s" in err
+
+    np.save(tmp_path / "r.npy", np.column_stack([X, X @ [1.0, -2.0, 0.5]]))
+    status, out, err = run(capsys, "train", str(tmp_path / "r.npy"), "--task", "regress",
+                           "--hidden", "", "--solver", "lbfgs", "--epochs", "50",
+                           "--progress", "off")
+    assert status == 0, err
+    assert float(out.split("held-out R^2: ")[1].split()[0]) > 0.99  # linear regression
+
+
+def test_progress_bar_parses_epoch_lines():
+    stream = io.StringIO()
+    bar = cli._ProgressBar(stream, total_epochs=4, n_samples=10)
+    bar.write("Iteration 1, loss = 0.50000000\nIteration 2, loss = 0.25")
+    bar.write("000000\nValidation score: 0.9\n-- Epoch 3: objective [0.125], updates [2]\n")
+    bar.close()
+    text = stream.getvalue()
+    assert "epoch 1/4 loss 0.50000000" in text and "epoch 2/4 loss 0.25000000" in text
+    assert "Validation score: 0.9\n" in text
+    assert "epoch 3/4 loss 0.125" in text and text.endswith("\n")
+
+
+def test_bench_quick_json_has_every_field(capsys, tmp_path):
+    json_path = tmp_path / "bench.json"
+    plot_path = tmp_path / "bench.png"
+    argv = ["bench", "--quick", "--only", "W2", "--impls", "cython,numpy", "--dtype",
+            "float64", "--threads", "1", "--epochs", "2", "--json", str(json_path)]
+    try:
+        import matplotlib  # noqa: F401
+        argv += ["--plot", str(plot_path)]
+    except ImportError:
+        plot_path = None
+    status, out, err = run(capsys, *argv)
+    assert status == 0, err
+    assert "W2 sonar-online" in out and "samples/s" in out
+    assert "[1/1] W2 sonar-online" in err  # the progress line
+
+    document = json.loads(json_path.read_text())
+    assert document["command"].startswith("fastnn bench --quick")
+    for key in ("cpu", "cores", "blas", "versions", "python", "platform"):
+        assert key in document["machine"]
+    assert document["machine"]["versions"]["numpy"] == np.__version__
+    assert document["gemm_peak_gflops"]["float64"]["1"] > 0
+    assert set(document["import_time"]) >= {"numpy_s", "fastnn_s", "difference_s"}
+    by_impl = {}
+    for record in document["results"]:
+        assert set(record) == set(RESULT_FIELDS)
+        by_impl[record["impl"]] = record
+    reference = by_impl["numpy"]
+    assert reference["status"] == "ok" and reference["epochs"] == 2
+    assert reference["samples_per_s"] == pytest.approx(208 * 2 / reference["seconds"])
+    assert reference["gflops"] == pytest.approx(
+        reference["samples_per_s"] * reference["flops_per_sample"] / 1e9)
+    # 60-32-1: forward 60*32 + 32, weight gradients the same, input deltas 32 -> x2 FLOPs.
+    assert reference["flops_per_sample"] == 2 * (2 * (60 * 32 + 32) + 32)
+    assert reference["best_peer"] == "numpy" and reference["ratio_to_best_peer"] == 1.0
+    if by_impl["cython"]["status"] == "ok":
+        check = by_impl["cython"]["check"]
+        assert check["ok"] is True and check["against"] == "numpy" and check["epoch"] == 2
+        assert by_impl["cython"]["ratio_to_cython"] == 1.0
+    if plot_path is not None:
+        assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_python_dash_m_runs_the_cli_without_traceback():
+    result = subprocess.run(
+        [sys.executable, "-m", "fastnn", "train", "no_such.csv", "--task", "classify"],
+        capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "fastnn train: error: no_such.csv: no such file (and not a data set name: "
+        "digits, sonar, mnist)")
