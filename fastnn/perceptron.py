@@ -208,7 +208,7 @@ class Perceptron(ParamsMixin):
                     f"({self.classes_[0]!r})."
                 )
             self.t_ = 1.0
-            self._allocate(X, coef_init, intercept_init, reset=True)
+            self._allocate(X, coef_init, intercept_init)
             self._train(X, y, sample_weight, self.max_iter)
         if self.tol is not None and self.n_iter_ == self.max_iter:
             warnings.warn(
@@ -255,7 +255,7 @@ class Perceptron(ParamsMixin):
                 )
             if first_call:
                 self.t_ = 1.0
-                self._allocate(X, None, None, reset=True)
+                self._allocate(X, None, None)
             else:  # the model keeps the dtype of its first call
                 X = X.astype(self.coef_.dtype, copy=False)
             self._train(X, y, sample_weight, max_iter=1)
@@ -346,8 +346,8 @@ class Perceptron(ParamsMixin):
         check_scalar("validation_fraction", self.validation_fraction, float, low=0, high=1,
                      closed="neither")
         check_scalar("n_iter_no_change", self.n_iter_no_change, int, low=1)
-        if not (self.class_weight is None or self.class_weight == "balanced"
-                or isinstance(self.class_weight, dict)):
+        if not (self.class_weight is None or isinstance(self.class_weight, dict)
+                or (isinstance(self.class_weight, str) and self.class_weight == "balanced")):
             raise ValueError(
                 f"class_weight must be None, 'balanced' or a dict {{label: weight}}, got "
                 f"{self.class_weight!r}."
@@ -392,8 +392,11 @@ class Perceptron(ParamsMixin):
                 f"call to partial_fit, was {self.classes_.tolist()}."
             )
 
-    def _allocate(self, X, coef_init, intercept_init, reset):
-        """Zero (or given) weights of shape (n_problems, n_features), in X's dtype."""
+    def _allocate(self, X, coef_init, intercept_init):
+        """Zero (or given) weights of shape (n_problems, n_features), in X's dtype.
+
+        Also zeroes ``n_updates_``: it counts the updates since the last (re)allocation.
+        """
         n_problems = 1 if len(self.classes_) == 2 else len(self.classes_)
         n_features = X.shape[1]
         coef = np.zeros((n_problems, n_features), dtype=X.dtype)
@@ -415,8 +418,7 @@ class Perceptron(ParamsMixin):
                 )
             intercept[:] = given
         self.coef_, self.intercept_ = coef, intercept
-        if reset:
-            self.n_updates_ = np.zeros(n_problems, dtype=np.int64)
+        self.n_updates_ = np.zeros(n_problems, dtype=np.int64)
 
     def _class_weights(self, y):
         """Weight of each class in ``classes_`` (scikit-learn's ``compute_class_weight``)."""
