@@ -48,7 +48,7 @@ import numpy as np
 
 from . import _codes
 from ._backend import BACKENDS, kernels
-from ._network import as_layer_units, glorot_uniform_init, unpack
+from ._network import as_layer_units, glorot_uniform_init, n_params, unpack
 from ._params import ParamsMixin
 from ._validation import (
     ConvergenceWarning,
@@ -248,7 +248,17 @@ class BaseNetwork(ParamsMixin):
     def __setstate__(self, state):
         self.__dict__.update(state)
         if "_params" in state:
-            self._set_buffer(self._params, self._layer_units)
+            params, layer_units = state["_params"], np.asarray(state["_layer_units"])
+            expected = n_params(layer_units)
+            for name in ("_params", "_best_params"):
+                array = state.get(name, params)
+                if (array.ndim != 1 or array.shape[0] != expected
+                        or array.dtype not in (np.float32, np.float64)):
+                    raise ValueError(
+                        f"{name} must be a float32/float64 vector of {expected} values for "
+                        f"layer sizes {layer_units.tolist()}, got {array.dtype} {array.shape}."
+                    )
+            self._set_buffer(params, layer_units)
 
     def save(self, path):
         """Write the fitted model to ``path`` (.npz + JSON metadata, no pickle).
@@ -270,6 +280,9 @@ class BaseNetwork(ParamsMixin):
 
     def _load_extra_state(self, scalars, arrays):
         if "velocity" in arrays:
+            for name in ("velocity", "second_moment"):
+                if arrays[name].shape != self._params.shape:
+                    raise ValueError(f"optimiser state {name} does not match the weights.")
             self._optimizer_state = {
                 "learning_rate": float(scalars["learning_rate"]),
                 "adam_step": int(scalars["adam_step"]),

@@ -6,11 +6,14 @@ same ``random_state``, the same training trajectory to rounding. The training lo
 ``fastnn._base.BaseNetwork``; the epochs run in the active kernels (``backend=``).
 """
 
+import warnings
+
 import numpy as np
 
 from ._base import BaseNetwork, r2_score
 from ._params import available_if
 from ._validation import (
+    DataConversionWarning,
     LabelCoder,
     check_array,
     check_classification_targets,
@@ -107,6 +110,17 @@ def _doc(text):
     return text.replace("%(parameters)s", _PARAMETERS_DOC).replace(
         "%(attributes)s", _ATTRIBUTES_DOC
     )
+
+
+def _warn_column_vector(y):
+    """scikit-learn's MLPs warn when ``y`` is a column vector and use it as 1-D."""
+    if getattr(y, "ndim", None) == 2 and y.shape[1] == 1:
+        warnings.warn(
+            "A column-vector y was passed when a 1d array was expected. Please change the "
+            "shape of y to (n_samples,), for example using ravel().",
+            DataConversionWarning,
+            stacklevel=4,
+        )
 
 
 class _BaseMLP(BaseNetwork):
@@ -208,6 +222,7 @@ class MLPClassifier(_BaseMLP):
     _array_attributes = _BaseMLP._array_attributes + ("classes_",)
 
     def _prepare_targets(self, X, y, reset, incremental):
+        _warn_column_vector(y)
         labels, target_type = check_classification_targets(y, X.shape[0])
         if not hasattr(self, "_label_coder") or (not self.warm_start and not incremental):
             self._label_coder = LabelCoder.fit(labels, target_type)
@@ -429,6 +444,7 @@ class MLPRegressor(_BaseMLP):
         check_option("loss", self.loss, ("squared_error",))
 
     def _prepare_targets(self, X, y, reset, incremental):
+        _warn_column_vector(y)
         Y, _ = check_regression_targets(y, X.shape[0], X.dtype)
         return Y
 
