@@ -176,7 +176,11 @@ def perceptron_criterion(y, p):
     return np.maximum(0, -y * p)
 
 
-_SAMPLE_LOSSES = {SQUARED_ERROR: squared_error, BINARY_LOG_LOSS: binary_log_loss, LOG_LOSS: log_loss}
+_SAMPLE_LOSSES = {
+    SQUARED_ERROR: squared_error,
+    BINARY_LOG_LOSS: binary_log_loss,
+    LOG_LOSS: log_loss,
+}
 
 
 def sample_losses(loss, Y, P):
@@ -205,11 +209,16 @@ def output_delta(output_activation, loss, Y, P):
         return P - Y
     if (output_activation, loss) == (LOGISTIC, SQUARED_ERROR):
         return (P - Y) * P * (1 - P)
-    raise ValueError(f"Output activation {output_activation!r} cannot be paired with loss {loss!r}.")
+    raise ValueError(
+        f"Output activation {output_activation!r} cannot be paired with loss {loss!r}."
+    )
 
 
 def l2_penalty(coefs, alpha, weight_sum):
-    """``alpha / (2 S) * sum_i ||W_i||_F^2`` (biases are not penalised); gradient ``alpha W / S``."""
+    """``alpha / (2 S) * sum_i ||W_i||_F^2`` (biases are not penalised).
+
+    Its gradient, ``alpha W_i / S``, is added in :func:`backward_pass`.
+    """
     squares = sum(float(np.sum(W.astype(np.float64) ** 2)) for W in coefs)
     return 0.5 * alpha * squares / weight_sum
 
@@ -275,7 +284,8 @@ def encoder_jacobians(coefs, pre_activations, hidden_activation, depth):
     return jacobians, linear_parts
 
 
-def contractive_penalty(coefs, pre_activations, hidden_activation, penalized, sample_weight, weight):
+def contractive_penalty(coefs, pre_activations, hidden_activation, penalized, sample_weight,
+                        weight):
     """Exact contractive penalty over the penalised hidden layers and its gradient.
 
     ``P = weight * (1/S) sum_i s_i sum_{k: penalized[k-1]} ||J^k(x_i)||_F^2`` with the
@@ -306,7 +316,8 @@ def contractive_penalty(coefs, pre_activations, hidden_activation, penalized, sa
     jacobian_grad = 0  # G^depth gets its first term from the deepest penalised layer
     for k in range(depth, 0, -1):
         if penalized[k - 1]:
-            value += weight * _weighted_sum(sample_weight, np.sum(jacobians[k] ** 2, axis=(1, 2))) / S
+            squared_norms = np.sum(jacobians[k] ** 2, axis=(1, 2))
+            value += weight * _weighted_sum(sample_weight, squared_norms) / S
             jacobian_grad = jacobian_grad + scale * jacobians[k]
         a = pre_activations[k]
         pre_activation_grads[k] = activation_second_derivative(hidden_activation, a) * np.einsum(
@@ -345,7 +356,7 @@ def forward_pass(params, layer_units, hidden_activation, output_activation, X):
 
 
 PenaltyGradients = namedtuple("PenaltyGradients", ["activations", "pre_activations", "coefs"])
-PenaltyGradients.__doc__ = """Gradients of the autoencoder penalties ``P`` for :func:`backward_pass`.
+PenaltyGradients.__doc__ = """Gradients of the autoencoder penalties, for :func:`backward_pass`.
 
 Lists indexed like the passes (None where zero): ``activations[k] = dP/do^k`` (L1, KL),
 ``pre_activations[k] = dP/da^k`` (contractive, through ``g''``), ``coefs[i] = dP/dW_i`` at
@@ -394,7 +405,9 @@ def batch_objective(params, layer_units, hidden_activation, output_activation, l
     ``(D, P)`` as Python floats.
     """
     sample_weight = _sample_weight(sample_weight, len(X), X.dtype)
-    pre_activations, activations = forward_pass(params, layer_units, hidden_activation, output_activation, X)
+    pre_activations, activations = forward_pass(
+        params, layer_units, hidden_activation, output_activation, X
+    )
     coefs, _ = layer_views(params, layer_units)
     S = _weight_sum(sample_weight)
     data = data_loss(loss, Y, activations[-1], sample_weight)
@@ -404,7 +417,9 @@ def batch_objective(params, layer_units, hidden_activation, output_activation, l
     activation_grads = [None] * (n_layers + 1)
     penalized_layers = [k for k in range(1, n_layers) if penalized[k - 1]]
     if kl_weight != 0 and penalized_layers and hidden_activation != LOGISTIC:
-        raise ValueError("The KL sparsity penalty needs logistic hidden units (activations in (0, 1)).")
+        raise ValueError(
+            "The KL sparsity penalty needs logistic hidden units (activations in (0, 1))."
+        )
     for k in penalized_layers:
         for weight, penalty_function, extra in (
             (l1_weight, l1_activity_penalty, ()),
@@ -413,7 +428,9 @@ def batch_objective(params, layer_units, hidden_activation, output_activation, l
             if weight != 0:
                 value, gradient = penalty_function(activations[k], sample_weight, weight, *extra)
                 penalty += value
-                activation_grads[k] = gradient if activation_grads[k] is None else activation_grads[k] + gradient
+                if activation_grads[k] is not None:
+                    gradient = activation_grads[k] + gradient
+                activation_grads[k] = gradient
     coef_grads, pre_activation_grads = [None] * n_layers, [None] * (n_layers + 1)
     if contraction_weight != 0 and penalized_layers:
         value, coef_grads, pre_activation_grads = contractive_penalty(
@@ -469,7 +486,8 @@ def noise_hash(seed, epoch, sample, feature):
 
 def noise_uniform(seed, epoch, sample, feature):
     """``(hash(seed, epoch, sample, feature) >> 11) * 2^-53``: float64 in ``[0, 1)``."""
-    return (noise_hash(seed, epoch, sample, feature) >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+    top_53_bits = noise_hash(seed, epoch, sample, feature) >> np.uint64(11)
+    return top_53_bits.astype(np.float64) * 2.0 ** -53
 
 
 def corrupted(X, sample_index, noise, noise_level, noise_seed, epoch):
@@ -487,7 +505,8 @@ def corrupted(X, sample_index, noise, noise_level, noise_seed, epoch):
     samples = np.asarray(sample_index, dtype=np.int64)[:, None]
     features = np.arange(X.shape[1], dtype=np.int64)[None, :]
     if noise == MASK_NOISE:
-        return np.where(noise_uniform(noise_seed, epoch, samples, features) < noise_level, 0, X).astype(X.dtype)
+        dropped = noise_uniform(noise_seed, epoch, samples, features) < noise_level
+        return np.where(dropped, 0, X).astype(X.dtype)
     if noise == GAUSSIAN_NOISE:
         u1 = 1.0 - noise_uniform(noise_seed, epoch, samples, 2 * features)
         u2 = noise_uniform(noise_seed, epoch, samples, 2 * features + 1)
@@ -512,7 +531,8 @@ def sgd_update(params, grad, velocity, learning_rate, momentum, nesterov):
         params += velocity
 
 
-def adam_update(params, grad, first_moment, second_moment, t, learning_rate, beta_1, beta_2, epsilon):
+def adam_update(params, grad, first_moment, second_moment, t, learning_rate, beta_1, beta_2,
+                epsilon):
     """scikit-learn's Adam step number ``t`` (from 1), bias correction folded into the rate:
     ``m <- b1 m + (1 - b1) g``, ``v <- b2 v + (1 - b2) g^2``,
     ``lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)``, ``params -= lr_t m / (sqrt(v) + eps)``."""
@@ -528,8 +548,9 @@ def adam_update(params, grad, first_moment, second_moment, t, learning_rate, bet
 # --------------------------------------------------------------------------------------
 
 
-def forward(params, layer_units, hidden_activation, output_activation, first_layer, last_layer, X, out):
-    """Weight layers ``first_layer .. last_layer-1`` on ``X``; writes ``o^{last_layer}`` into ``out``.
+def forward(params, layer_units, hidden_activation, output_activation, first_layer, last_layer,
+            X, out):
+    """Weight layers ``first_layer .. last_layer-1`` on ``X``; writes ``o^{last_layer}`` to ``out``.
 
     Layer ``i + 1`` uses ``output_activation`` when ``i == L - 1``, else ``hidden_activation``.
     """
@@ -642,7 +663,8 @@ def perceptron_epoch(coef, intercept, X, Y, sample_weight, order, active, eta, f
         if mistakes.any():
             class_weight = np.where(y > 0, weight_pos, weight_neg)
             # grouped as scikit-learn: (eta y) * (class weight * sample weight)
-            update = np.where(mistakes, (eta * y) * (class_weight * sample_weight[i]), 0).astype(coef.dtype)
+            step = (eta * y) * (class_weight * sample_weight[i])
+            update = np.where(mistakes, step, 0).astype(coef.dtype)
             changed = update != 0
             W[changed] += update[changed, None] * x
             updates += changed

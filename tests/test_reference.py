@@ -29,7 +29,13 @@ OUTPUTS = (
     ("softmax", "log_loss"),
 )
 DEPTHS = {0: (), 1: (5,), 2: (5, 3)}
-PENALTY_WEIGHTS = {"alpha": 0.1, "l1_weight": 0.3, "kl_weight": 0.5, "kl_target": 0.2, "contraction_weight": 0.2}
+PENALTY_WEIGHTS = {
+    "alpha": 0.1,
+    "l1_weight": 0.3,
+    "kl_weight": 0.5,
+    "kl_target": 0.2,
+    "contraction_weight": 0.2,
+}
 
 
 def _penalties(hidden_activation, depth):
@@ -62,7 +68,8 @@ def _penalty_arguments(penalty, hidden):
         "l1": ("l1_weight",),
         "kl": ("kl_weight",),
         "contractive": ("contraction_weight",),
-        "all": ("alpha", "l1_weight", "contraction_weight") + (("kl_weight",) if hidden == "logistic" else ()),
+        "all": ("alpha", "l1_weight", "contraction_weight")
+        + (("kl_weight",) if hidden == "logistic" else ()),
     }[penalty]
     w = {name: (PENALTY_WEIGHTS[name] if name in chosen else 0.0) for name in PENALTY_WEIGHTS}
     w["kl_target"] = PENALTY_WEIGHTS["kl_target"]
@@ -91,7 +98,9 @@ def make_problem(case_id, hidden, output, loss, depth, weighted):
     code = codes.ACTIVATIONS[hidden]
     for _ in range(100):
         params = rng.normal(scale=0.6, size=n_params)
-        pre_activations, _ = ref.forward_pass(params, layer_units, code, codes.ACTIVATIONS[output], X)
+        pre_activations, _ = ref.forward_pass(
+            params, layer_units, code, codes.ACTIVATIONS[output], X
+        )
         if all(np.abs(a).min() > MIN_PRE_ACTIVATION for a in pre_activations[1:-1]):
             return X, Y, sample_weight, layer_units, params
     raise AssertionError("could not draw parameters away from the kinks")
@@ -134,7 +143,8 @@ def relative_error(numeric, analytic):
 
 
 @pytest.mark.parametrize("hidden, output, loss, depth, penalty, mask, weighted", _gradient_cases())
-def test_gradient_matches_finite_differences(request, hidden, output, loss, depth, penalty, mask, weighted):
+def test_gradient_matches_finite_differences(request, hidden, output, loss, depth, penalty, mask,
+                                             weighted):
     X, Y, sample_weight, layer_units, params = make_problem(
         request.node.callspec.id, hidden, output, loss, depth, weighted
     )
