@@ -391,24 +391,29 @@ class _ProgressBar:
 
 
 def _fit(estimator, X, y, show_progress):
+    """Fit, drawing the progress bar from the estimator's verbose lines when asked;
+    warnings (ConvergenceWarning...) are shown afterwards as one line each."""
     import warnings
 
     arguments = (X,) if y is None else (X, y)
-    if not show_progress:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return estimator.fit(*arguments)
-    estimator.set_params(verbose=1 if type(estimator).__name__ == "Perceptron" else True)
-    bar = _ProgressBar(sys.stderr, estimator.get_params()["max_iter"], X.shape[0])
-    real_stderr, sys.stderr = sys.stderr, bar
+    bar = None
+    if show_progress:
+        quiet = estimator.get_params()["verbose"]
+        estimator.set_params(verbose=True if isinstance(quiet, bool) else 1)
+        bar = _ProgressBar(sys.stderr, estimator.get_params()["max_iter"], X.shape[0])
+        real_stderr, sys.stderr = sys.stderr, bar
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             estimator.fit(*arguments)
     finally:
-        sys.stderr = real_stderr
-        bar.close()
-    estimator.set_params(verbose=0 if type(estimator).__name__ == "Perceptron" else False)
+        if bar is not None:
+            sys.stderr = real_stderr
+            bar.close()
+            estimator.set_params(verbose=quiet)
+    for message in dict.fromkeys(str(w.message).strip().splitlines()[0] for w in caught
+                                 if str(w.message).strip()):
+        print(f"fastnn train: warning: {message}", file=sys.stderr)
     return estimator
 
 

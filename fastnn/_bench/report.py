@@ -2,8 +2,8 @@
 
 import json
 
-COLUMNS = ("workload", "impl", "dtype", "thr", "samples/s", "x best peer", "GFLOP/s",
-           "% peak", "same work")
+COLUMNS = ("workload", "impl", "dtype", "thr", "samples/s", "x best peer", "x cython",
+           "GFLOP/s", "% peak", "same work")
 
 
 def _number(value, digits=3):
@@ -34,7 +34,8 @@ def table_rows(results):
         rows.append((
             f"{record['workload']} {record['workload_name']}", record["impl"], record["dtype"],
             str(record["threads"]), _number(record["samples_per_s"]),
-            _number(record["ratio_to_best_peer"]), _number(record["gflops"]),
+            _number(record["ratio_to_best_peer"]), _number(record["ratio_to_cython"]),
+            _number(record["gflops"]),
             _number(record["percent_of_peak"], 2), _check_text(record["check"]),
         ))
     return rows
@@ -44,7 +45,7 @@ def format_table(document):
     """The results as an aligned text table, then one line per run that did not run."""
     rows = table_rows(document["results"])
     widths = [max(len(cell) for cell in column) for column in zip(COLUMNS, *rows)]
-    numeric = {4, 5, 6, 7}
+    numeric = {4, 5, 6, 7, 8}
 
     def line(cells):
         return "  ".join(cell.rjust(w) if i in numeric else cell.ljust(w)
