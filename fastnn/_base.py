@@ -398,10 +398,10 @@ class BaseNetwork(ParamsMixin):
                 X.shape[0], self.validation_fraction, random_state, stratify
             )
             train_rows = train.astype(np.int64)
-            X_val, Y_val = X[validation], Y[validation]
-            sample_weight_val = sample_weight[validation]
+            validation_set = (X[validation], Y[validation], sample_weight[validation])
         else:
             train_rows = np.arange(X.shape[0], dtype=np.int64)
+            validation_set = None
         n_samples = len(train_rows)
         if self.batch_size == "auto":
             batch_size = min(200, n_samples)
@@ -415,16 +415,33 @@ class BaseNetwork(ParamsMixin):
                 )
             batch_size = min(int(self.batch_size), n_samples)
 
-        hidden_code, out_code, loss_code = self._kernel_codes()
         module = self._kernels()
         workspace = module.make_workspace(
             self._layer_units, batch_size, X.dtype, penalties["contraction_weight"] > 0
         )
+        self.n_iter_ = 0
+        try:
+            self._run_epochs(module, workspace, X, Y, sample_weight, train_rows, batch_size,
+                             random_state, penalties, incremental, validation_set)
+        except KeyboardInterrupt:
+            # As scikit-learn: an interrupted fit keeps the weights trained so far.
+            warnings.warn("Training interrupted by user.", UserWarning, stacklevel=4)
+        if self.early_stopping:
+            self._params[...] = self._best_params
+
+    def _run_epochs(self, module, workspace, X, Y, sample_weight, train_rows, batch_size,
+                    random_state, penalties, incremental, validation_set):
+        """The epoch loop of sgd / adam: one ``sgd_epoch`` kernel call per epoch.
+
+        ``train_rows`` are the rows of ``X`` trained on; ``validation_set`` is
+        ``(X_val, Y_val, sample_weight_val)`` with early stopping, else None.
+        """
+        hidden_code, out_code, loss_code = self._kernel_codes()
         state = self._optimizer_state
         optimizer = _codes.OPTIMIZERS[self.solver]
+        n_samples = len(train_rows)
         # Index into the training rows; shuffled cumulatively like sklearn.utils.shuffle.
         sample_idx = np.arange(n_samples)
-        self.n_iter_ = 0
         for _ in range(self.max_iter):
             if self.shuffle:
                 sample_idx = sample_idx[random_state.permutation(n_samples)]
@@ -458,8 +475,8 @@ class BaseNetwork(ParamsMixin):
             self._record_loss_parts(loss_sum / n_samples, penalty_sum / n_samples)
             if self.verbose:
                 print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}", file=sys.stderr)
-            if self.early_stopping:
-                self._update_no_improvement_count_validation(X_val, Y_val, sample_weight_val)
+            if validation_set is not None:
+                self._update_no_improvement_count_validation(*validation_set)
             else:
                 self._update_no_improvement_count_loss()
             if self.solver == "sgd" and self.learning_rate == "invscaling":
@@ -482,10 +499,8 @@ class BaseNetwork(ParamsMixin):
                     f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and "
                     "the optimization hasn't converged yet.",
                     ConvergenceWarning,
-                    stacklevel=4,
+                    stacklevel=5,
                 )
-        if self.early_stopping:
-            self._params[...] = self._best_params
 
     def _stratified_split(self):
         """Whether the early-stopping split is stratified (single-output classifiers)."""

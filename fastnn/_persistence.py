@@ -135,10 +135,13 @@ def _estimator_class(name):
 
     import fastnn
 
+    from ._params import ParamsMixin
+
     module_name = fastnn._LAZY.get(name)
-    if module_name is None or name[0].islower():
+    cls = None if module_name is None else getattr(importlib.import_module(module_name), name)
+    if not (isinstance(cls, type) and issubclass(cls, ParamsMixin)):
         raise ValueError(f"the file holds an unknown estimator class {name!r}")
-    return getattr(importlib.import_module(module_name), name)
+    return cls
 
 
 def load(path):

@@ -437,3 +437,24 @@ def test_pickle_and_clone(backend, blobs):
     fresh = sklearn_base.clone(clf)
     assert fresh.get_params() == clf.get_params() and not hasattr(fresh, "coefs_")
     assert repr(fresh).startswith("MLPClassifier(") and "max_iter=3" in repr(fresh)
+
+
+def test_keyboard_interrupt_keeps_weights_trained_so_far(blobs, monkeypatch):
+    # As scikit-learn: Ctrl-C between epochs ends the fit with a warning, not an error.
+    from fastnn import _kernels_ref
+
+    X, y = blobs
+    real_epoch = _kernels_ref.sgd_epoch
+    calls = []
+
+    def interrupted_after_two_epochs(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_epoch(*args)
+
+    monkeypatch.setattr(_kernels_ref, "sgd_epoch", interrupted_after_two_epochs)
+    with pytest.warns(UserWarning, match="interrupted by user"):
+        clf = small(MLPClassifier, "numpy", max_iter=10).fit(X, y)
+    assert clf.n_iter_ == 2 and len(clf.loss_curve_) == 2
+    assert clf.predict(X).shape == (60,)
