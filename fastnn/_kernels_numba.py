@@ -285,13 +285,69 @@ def make_workspace(layer_units, batch_size, dtype, contraction):
 
 
 # ---------------------------------------------------------------------------------------
+# Matrix products: BLAS (through np.dot) for anything sizeable, direct loops for the tiny
+# products of online learning, where a BLAS call costs more than the arithmetic. The
+# cut-off is the Cython backend's (csrc/_blas.pxd:DIRECT_MAX_MULADDS).
+
+_DIRECT_MAX_MULADDS = 4096
+
+
+@_jit
+def _matmul(A, B, out):
+    """``out = A @ B``."""
+    m, k = A.shape
+    n = B.shape[1]
+    if m * n * k > _DIRECT_MAX_MULADDS:
+        np.dot(A, B, out=out)
+        return
+    out[:, :] = 0
+    for i in range(m):
+        for p in range(k):
+            a = A[i, p]
+            for j in range(n):
+                out[i, j] += a * B[p, j]
+
+
+@_jit
+def _matmul_at(A, B, out):
+    """``out = A.T @ B``."""
+    k, m = A.shape
+    n = B.shape[1]
+    if m * n * k > _DIRECT_MAX_MULADDS:
+        np.dot(A.T, B, out=out)
+        return
+    out[:, :] = 0
+    for p in range(k):
+        for i in range(m):
+            a = A[p, i]
+            for j in range(n):
+                out[i, j] += a * B[p, j]
+
+
+@_jit
+def _matmul_bt(A, B, out):
+    """``out = A @ B.T``."""
+    m, k = A.shape
+    n = B.shape[0]
+    if m * n * k > _DIRECT_MAX_MULADDS:
+        np.dot(A, B.T, out=out)
+        return
+    for i in range(m):
+        for j in range(n):
+            total = 0.0
+            for p in range(k):
+                total += A[i, p] * B[j, p]
+            out[i, j] = total
+
+
+# ---------------------------------------------------------------------------------------
 # Forward pass.
 
 
 @_jit
 def _dense(inputs, W, b, activation, out):
     """``out = g(inputs @ W + b)``: BLAS for the product, a loop for the rest."""
-    np.dot(inputs, W, out=out)
+    _matmul(inputs, W, out)
     for i in range(out.shape[0]):
         for j in range(out.shape[1]):
             out[i, j] += b[j]
@@ -458,7 +514,7 @@ def _contractive_penalty(params, layer_units, offsets, hidden_activation, penali
             if k >= 2:
                 J_below = _view(workspace, layout[_slot(_JACOBIANS, k - 1, n_layers)],
                                 layer_units[k - 1], n_features)
-                np.dot(_weights(params, layer_units, offsets, k - 1).T, J_below, out=M)
+                _matmul_at(_weights(params, layer_units, offsets, k - 1), J_below, M)
             norm = 0.0
             for j in range(units):
                 d = _derivative(o[j], hidden_activation)
@@ -494,13 +550,13 @@ def _contractive_penalty(params, layer_units, offsets, hidden_activation, penali
                 J_below = _view(workspace, layout[_slot(_JACOBIANS, k - 1, n_layers)],
                                 layer_units[k - 1], n_features)
                 outer = _view(workspace, layout[_OUTER], layer_units[k - 1], units)
-                np.dot(J_below, dM.T, out=outer)
+                _matmul_bt(J_below, dM, outer)
                 for r in range(layer_units[k - 1]):
                     for c in range(units):
                         W_grad[r, c] += scale * outer[r, c]
                 region = _ADJOINT_B if _adjoint_in_a(k, deepest) else _ADJOINT_A
                 G = _view(workspace, layout[region], layer_units[k - 1], n_features)
-                np.dot(W, dM, out=G)
+                _matmul(W, dM, G)
             else:
                 for r in range(n_features):
                     for c in range(units):
@@ -574,7 +630,9 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
         _activations(workspace, layout, layer_units, n_layers, n_rows), Y, sample_weight,
         output_activation, loss, eps, _deltas(workspace, layout, layer_units, n_layers, n_rows)
     ) / weight_sum
-    penalty = alpha / (2.0 * weight_sum) * _squared_weights(params, layer_units, offsets)
+    penalty = 0.0
+    if alpha != 0:
+        penalty += alpha / (2.0 * weight_sum) * _squared_weights(params, layer_units, offsets)
 
     # Layers 1..contracted carry the contractive penalty's curvature rows and direct terms.
     contracted = _deepest_penalized(penalized) if contraction_weight > 0 else 0
@@ -586,8 +644,8 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
     for k in range(n_layers - 1, 0, -1):
         O = _activations(workspace, layout, layer_units, k, n_rows)
         E = _deltas(workspace, layout, layer_units, k, n_rows)
-        np.dot(_deltas(workspace, layout, layer_units, k + 1, n_rows),
-               _weights(params, layer_units, offsets, k).T, out=E)
+        _matmul_bt(_deltas(workspace, layout, layer_units, k + 1, n_rows),
+                   _weights(params, layer_units, offsets, k), E)
         use_l1 = penalized[k - 1] != 0 and l1_weight > 0
         use_kl = penalized[k - 1] != 0 and kl_weight > 0
         kl_grad = workspace[layout[_KL]:layout[_KL] + layer_units[k]]
@@ -618,7 +676,7 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
         W_grad = _weights(grad, layer_units, offsets, i)
         W_direct = _weights(cgrad, layer_units, offsets, i) if i < contracted else W
         E = _deltas(workspace, layout, layer_units, i + 1, n_rows)
-        np.dot(_activations(workspace, layout, layer_units, i, n_rows).T, E, out=W_grad)
+        _matmul_at(_activations(workspace, layout, layer_units, i, n_rows), E, W_grad)
         for r in range(W.shape[0]):
             for c in range(W.shape[1]):
                 value = np.float64(W_grad[r, c]) + alpha * W[r, c]
@@ -626,11 +684,12 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
                     value += W_direct[r, c]
                 W_grad[r, c] = value / weight_sum
         b_grad = _biases(grad, layer_units, offsets, i)
+        b_grad[:] = 0
+        for r in range(n_rows):  # row by row: contiguous, vectorised
+            for c in range(W.shape[1]):
+                b_grad[c] += E[r, c]
         for c in range(W.shape[1]):
-            total = 0.0
-            for r in range(n_rows):
-                total += E[r, c]
-            b_grad[c] = total / weight_sum
+            b_grad[c] /= weight_sum
     return data_loss, penalty
 
 
@@ -640,6 +699,7 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
 
 @_jit
 def _sgd_step(params, grad, velocity, learning_rate, momentum, nesterov):
+    finite = True  # no early exit: the loop vectorises
     for p in range(params.shape[0]):
         g = np.float64(grad[p])
         velocity[p] = momentum * velocity[p] - learning_rate * g
@@ -647,9 +707,8 @@ def _sgd_step(params, grad, velocity, learning_rate, momentum, nesterov):
             params[p] += momentum * velocity[p] - learning_rate * g
         else:
             params[p] += velocity[p]
-        if not np.isfinite(params[p]):
-            return False
-    return True
+        finite &= abs(params[p]) < np.inf
+    return finite
 
 
 @_jit
@@ -657,14 +716,14 @@ def _adam_step(params, grad, first_moment, second_moment, learning_rate, beta_1,
                epsilon, t):
     step = (learning_rate * math.sqrt(1.0 - math.pow(beta_2, t))
             / (1.0 - math.pow(beta_1, t)))
+    finite = True
     for p in range(params.shape[0]):
         g = np.float64(grad[p])
         first_moment[p] = beta_1 * first_moment[p] + (1.0 - beta_1) * g
         second_moment[p] = beta_2 * second_moment[p] + (1.0 - beta_2) * (g * g)
         params[p] -= step * first_moment[p] / (math.sqrt(second_moment[p]) + epsilon)
-        if not np.isfinite(params[p]):
-            return False
-    return True
+        finite &= abs(params[p]) < np.inf
+    return finite
 
 
 # ---------------------------------------------------------------------------------------
@@ -729,6 +788,22 @@ def _loss_and_gradient(params, layer_units, hidden_activation, output_activation
 
 
 @_jit
+def _dot(x, w):
+    """x . w accumulated in double, in four independent sums (they pipeline)."""
+    s0 = s1 = s2 = s3 = 0.0
+    n = x.shape[0]
+    m = n - n % 4
+    for j in range(0, m, 4):
+        s0 += np.float64(x[j]) * w[j]
+        s1 += np.float64(x[j + 1]) * w[j + 1]
+        s2 += np.float64(x[j + 2]) * w[j + 2]
+        s3 += np.float64(x[j + 3]) * w[j + 3]
+    for j in range(m, n):
+        s0 += np.float64(x[j]) * w[j]
+    return (s0 + s1) + (s2 + s3)
+
+
+@_jit
 def _perceptron_epoch(coef, intercept, X, Y, sample_weight, order, active, eta,
                       fit_intercept, l2_strength, l1_strength, weight_pos, weight_neg,
                       l1_total, l1_q, n_updates, objective_sum):
@@ -740,21 +815,21 @@ def _perceptron_epoch(coef, intercept, X, Y, sample_weight, order, active, eta,
             if active[c] == 0:
                 continue
             y = np.float64(Y[i, c])
-            p = 0.0
-            squared = 0.0
-            absolute = 0.0
-            for j in range(n_features):
-                w = np.float64(coef[c, j])
-                p += np.float64(X[i, j]) * w
-                squared += w * w
-                absolute += abs(w)
-            p += intercept[c]
-            objective_sum[c] += (max(0.0, -y * p) + l2_strength / 2.0 * squared
-                                 + l1_strength * absolute)
+            p = _dot(X[i], coef[c]) + intercept[c]
+            objective = max(0.0, -y * p)
+            if l2_strength > 0:
+                objective += 0.5 * l2_strength * _dot(coef[c], coef[c])
+            if l1_strength > 0:
+                absolute = 0.0
+                for j in range(n_features):
+                    absolute += abs(np.float64(coef[c, j]))
+                objective += l1_strength * absolute
+            objective_sum[c] += objective
             update = 0.0
             if y * p <= 0:
+                # grouped as scikit-learn: (eta y) * (class weight * sample weight)
                 class_weight = weight_pos[c] if y > 0 else weight_neg[c]
-                update = eta * y * class_weight * sample_weight[i]
+                update = (eta * y) * (class_weight * sample_weight[i])
             if l2_strength > 0:
                 for j in range(n_features):
                     coef[c, j] *= shrink
