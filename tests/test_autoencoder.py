@@ -61,15 +61,16 @@ def activate(name, pre_activation):
     return np.maximum(pre_activation, 0.0)
 
 
-def encoder_jacobians(model, X):
-    """``d code / d x`` for every row of ``X``, shape ``(n, code_width, n_features)``.
+def encoder_jacobians(model, X, depth=None):
+    """``d o^depth / d x`` for every row of ``X``, shape ``(n, units[depth], n_features)``.
 
-    Computed independently of fastnn's kernels from ``coefs_`` by the chain rule
+    ``depth`` defaults to the code layer (the Jacobian of the code). Computed independently of fastnn's kernels from ``coefs_`` by the chain rule
     ``J^k = diag(g'(a^k)) W_{k-1}^T J^{k-1}``, ``J^0 = I``.
     """
     outputs = np.asarray(X, dtype=np.float64)
     jacobian = np.broadcast_to(np.eye(X.shape[1]), (X.shape[0], X.shape[1], X.shape[1]))
-    for W, b in zip(model.coefs_[: model.code_layer_], model.intercepts_[: model.code_layer_]):
+    depth = model.code_layer_ if depth is None else depth
+    for W, b in zip(model.coefs_[:depth], model.intercepts_[:depth]):
         pre_activation = outputs @ W + b
         slopes = activation_derivative(model.activation, pre_activation)
         jacobian = slopes[:, :, None] * np.einsum("ij,njk->nik", W.T, jacobian)
@@ -238,6 +239,46 @@ def test_penalties_add_to_the_objective(sparsity, penalized_layers, backend):
     assert np.all(np.asarray(sparse.penalty_curve_) > 0.0)
 
 
+def hidden_outputs(model, X):
+    """Activations of every hidden layer, computed in NumPy from ``coefs_``."""
+    outputs, layers = X, []
+    for W, b in zip(model.coefs_[:-1], model.intercepts_[:-1]):
+        outputs = activate(model.activation, outputs @ W + b)
+        layers.append(outputs)
+    return layers
+
+
+def kl(rho, rho_hat):
+    return rho * np.log(rho / rho_hat) + (1 - rho) * np.log((1 - rho) / (1 - rho_hat))
+
+
+@pytest.mark.parametrize("penalized_layers, layers", [("all", [0, 1]), ("code", [1])])
+def test_penalties_apply_to_the_encoder_layers_only(penalized_layers, layers, backend):
+    # One full batch with a negligible step: the first epoch's penalty is the penalty of
+    # the initial weights, which NumPy recomputes here layer by layer.
+    X = np.random.default_rng(8).random((30, 6))
+    options = dict(hidden_layer_sizes=(5, 3, 4), activation="logistic", alpha=0.0,
+                   solver="sgd", learning_rate_init=1e-300, momentum=0.0, batch_size=30,
+                   max_iter=1, penalized_layers=penalized_layers, random_state=0,
+                   backend=backend)
+    l1 = Autoencoder(sparsity="l1", sparsity_weight=0.3, **options).fit(X)
+    outputs = hidden_outputs(l1, X)
+    expected = 0.3 * sum(np.abs(outputs[k]).sum(axis=1).mean() for k in layers)
+    assert l1.penalty_curve_[0] == pytest.approx(expected, rel=1e-10)
+
+    sparse = Autoencoder(sparsity="kl", sparsity_weight=0.7, sparsity_target=0.1,
+                         **options).fit(X)
+    outputs = hidden_outputs(sparse, X)
+    expected = 0.7 * sum(kl(0.1, outputs[k].mean(axis=0)).sum() for k in layers)
+    assert sparse.penalty_curve_[0] == pytest.approx(expected, rel=1e-10)
+
+    contractive = Autoencoder(contraction_weight=0.2, **options).fit(X)
+    squared_norms = [(encoder_jacobians(contractive, X, k + 1) ** 2).sum(axis=(1, 2))
+                     for k in layers]
+    expected = 0.2 * np.mean(np.sum(squared_norms, axis=0))
+    assert contractive.penalty_curve_[0] == pytest.approx(expected, rel=1e-10)
+
+
 def test_noise_is_fresh_each_epoch_and_the_loss_uses_the_clean_input():
     X = np.random.default_rng(2).random((30, 5))
     model = Autoencoder(hidden_layer_sizes=(3,), noise="mask", noise_level=0.5,
@@ -311,6 +352,20 @@ def test_save_and_load_round_trip(tmp_path):
     assert loaded.get_params() == model.get_params()
     np.testing.assert_array_equal(loaded.transform(X), model.transform(X))
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+
+
+def test_loaded_denoising_model_continues_like_the_original(tmp_path):
+    X = low_rank_data(n_samples=40, n_features=6)
+    model = DenoisingAutoencoder(hidden_layer_sizes=(3,), solver="adam", random_state=0)
+    model.partial_fit(X)
+    path = tmp_path / "denoising.npz"
+    model.save(path)
+    loaded = load(path)
+    model.partial_fit(X)
+    loaded.partial_fit(X)
+    assert loaded._noise_seed == model._noise_seed
+    np.testing.assert_array_equal(loaded.coefs_[0], model.coefs_[0])
+    assert loaded.reconstruction_loss_curve_ == model.reconstruction_loss_curve_
 
 
 def test_convenience_classes_have_their_documented_defaults(digits):
