@@ -426,6 +426,8 @@ def _train(args):
     if args.backend is not None and args.backend not in _backend.available_backends():
         raise CommandError(f"backend {args.backend} is not available here "
                            f"({_backend._import_errors.get(args.backend)})")
+    if args.save and not os.path.isdir(os.path.dirname(os.path.abspath(args.save))):
+        raise CommandError(f"cannot save to {args.save}: its directory does not exist")
     X, y = load_data(args.data, args.task, args.target, args.data_dir)
     if X.shape[0] < 4:
         raise CommandError(f"{args.data} has only {X.shape[0]} samples; too few to train and test")

@@ -74,6 +74,8 @@ def test_help_of_every_command(capsys, command):
         (["bench", "--impls", "tensorflow"], 1, "tensorflow"),
         (["bench", "--json", "/no/such/dir/out.json"], 1, "does not exist"),
         (["train", "no_such_file.csv", "--task", "classify"], 1, "no such file"),
+        (["train", "sonar", "--task", "classify", "--save", "/no/such/dir/m.npz"], 1,
+         "does not exist"),
     ],
 )
 def test_argument_errors_are_one_line(capsys, argv, status, fragment):
