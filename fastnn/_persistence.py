@@ -30,7 +30,7 @@ _RANDOM_STATE_KEY = "__random_state_keys__"
 
 
 def _to_json(value):
-    """JSON-able form of a parameter or scalar attribute (tuples and RandomState tagged)."""
+    """JSON-able form of a parameter or scalar attribute (tuples, random states tagged)."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, tuple):
@@ -44,6 +44,8 @@ def _to_json(value):
     if isinstance(value, np.random.RandomState):
         _, _, position, has_gauss, cached_gaussian = value.get_state()
         return {"__random_state__": [int(position), int(has_gauss), float(cached_gaussian)]}
+    if isinstance(value, np.random.Generator):
+        return {"__generator__": value.bit_generator.state}
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     raise TypeError(f"cannot save a value of type {type(value).__name__}: {value!r}")
@@ -66,6 +68,14 @@ def _from_json(value, arrays):
                 ("MT19937", arrays[_RANDOM_STATE_KEY], position, has_gauss, cached_gaussian)
             )
             return random_state
+        if "__generator__" in value:
+            state = value["__generator__"]
+            kind = getattr(np.random, str(state["bit_generator"]), None)
+            if not (isinstance(kind, type) and issubclass(kind, np.random.BitGenerator)):
+                raise ValueError(f"unknown bit generator {state['bit_generator']!r}")
+            bit_generator = kind()
+            bit_generator.state = state
+            return np.random.Generator(bit_generator)
         raise ValueError(f"unknown tagged value {value!r}")
     return value
 

@@ -375,17 +375,19 @@ def check_random_state(seed):
     """A ``RandomState`` from None, an int or a ``RandomState``, as scikit-learn's.
 
     None gives numpy's global ``RandomState``; an int a fresh one seeded with it; a
-    ``RandomState`` is used as is (its stream advances).
+    ``RandomState`` is used as is (its stream advances). A ``numpy.random.Generator`` is
+    also accepted and used as is (SPEC 3; scikit-learn refuses it): callers only use
+    ``uniform``, ``permutation`` and ``choice``, which both classes share.
     """
     if seed is None or seed is np.random:
         return np.random.mtrand._rand
     if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
         return np.random.RandomState(seed)
-    if isinstance(seed, np.random.RandomState):
+    if isinstance(seed, (np.random.RandomState, np.random.Generator)):
         return seed
     raise ValueError(
         f"random_state={seed!r} cannot be used to seed a numpy.random.RandomState: "
-        "use None, an int or a RandomState."
+        "use None, an int, a RandomState or a Generator."
     )
 
 

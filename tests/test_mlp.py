@@ -425,6 +425,10 @@ def test_same_seed_same_model_and_random_state_objects(backend, blobs):
     c = quiet_fit(small(MLPClassifier, backend, max_iter=3,
                         random_state=np.random.RandomState(0)), X, y)
     np.testing.assert_array_equal(a._params, c._params)
+    # A numpy Generator is accepted too (SPEC 3), and gives reproducible fits.
+    d, e = (quiet_fit(small(MLPClassifier, backend, max_iter=3,
+                            random_state=np.random.default_rng(7)), X, y) for _ in range(2))
+    np.testing.assert_array_equal(d._params, e._params)
 
 
 def test_pickle_and_clone(backend, blobs):

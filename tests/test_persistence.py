@@ -32,6 +32,8 @@ def assert_same_fitted_state(a, b):
     assert params_a == params_b
     if isinstance(state_a, np.random.RandomState):  # saved with its stream position
         assert all(np.array_equal(x, y) for x, y in zip(state_a.get_state(), state_b.get_state()))
+    elif isinstance(state_a, np.random.Generator):
+        assert state_a.bit_generator.state == state_b.bit_generator.state
     else:
         assert state_a == state_b
     for name in a._array_attributes:
@@ -51,8 +53,11 @@ def assert_same_fitted_state(a, b):
                                       random_state=np.random.RandomState(1), backend=backend),
         lambda backend: MLPRegressor(hidden_layer_sizes=(), solver="lbfgs", max_iter=20,
                                      backend=backend),
+        lambda backend: MLPRegressor(hidden_layer_sizes=(3,), solver="sgd", max_iter=3,
+                                     random_state=np.random.default_rng(2), backend=backend),
     ],
-    ids=["classifier-sgd", "classifier-adam-early-stopping", "regressor-lbfgs"],
+    ids=["classifier-sgd", "classifier-adam-early-stopping", "regressor-lbfgs",
+         "regressor-generator"],
 )
 def test_round_trip_is_bit_identical(backend, data, tmp_path, make):
     X, labels = data

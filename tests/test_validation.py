@@ -121,6 +121,8 @@ def test_check_random_state():
     state = np.random.RandomState(0)
     assert v.check_random_state(state) is state
     assert v.check_random_state(None) is np.random.mtrand._rand
+    generator = np.random.default_rng(0)
+    assert v.check_random_state(generator) is generator
     for bad in ("seed", 1.5, True):
         with pytest.raises(ValueError, match="random_state"):
             v.check_random_state(bad)
