@@ -434,6 +434,19 @@ def test_bad_arrays_are_rejected():
         model.inverse_transform(np.zeros((3, 5)))
 
 
+def test_divergence_is_reported_and_the_model_kept():
+    X = low_rank_data(n_samples=40, n_features=6)
+    model = Autoencoder(hidden_layer_sizes=(3,), activation="identity", solver="sgd",
+                        max_iter=2, random_state=0).fit(X)
+    before = model._params.copy()
+    model.set_params(learning_rate_init=1e6, warm_start=True, max_iter=50)
+    with pytest.raises(ValueError, match="NaN or infinite.*smaller learning_rate_init"):
+        model.fit(X * 1e6)
+    np.testing.assert_array_equal(model._params, before)
+    with pytest.raises(ValueError, match="sparsity_wieght"):
+        model.set_params(sparsity_wieght=1.0)
+
+
 def test_unfitted_model_says_so():
     with pytest.raises(Exception, match="not fitted|fit"):
         Autoencoder().transform(np.zeros((2, 3)))
