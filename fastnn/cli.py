@@ -12,6 +12,8 @@ import re
 import sys
 import time
 
+import numpy as np
+
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 NAMED_DATASETS = ("digits", "sonar", "mnist")
@@ -202,50 +204,36 @@ def _read_csv(path):
     return header, rows
 
 
-def _split_columns(table, index, with_target):
-    """``(X, y)``: every column but ``index`` as X, column ``index`` as y (or all as X)."""
-    if not with_target:
-        return table, None
-    keep = [j for j in range(table.shape[1]) if j != index]
-    return table[:, keep], table[:, index]
-
-
 def _load_csv(path, target, task):
-    import numpy as np
-
     header, rows = _read_csv(path)
     n_columns = len(rows[0])
     with_target = task != "autoencode" or target is not None
     index = _column_index(target, header, n_columns) if with_target else None
     if with_target and n_columns < 2:
         raise CommandError(f"{path} has a single column: no features beside the target")
+    cells = np.array(rows, dtype=str)
     features = [j for j in range(n_columns) if j != index]
-    X = np.empty((len(rows), len(features)))
-    for i, row in enumerate(rows):
-        for k, j in enumerate(features):
-            try:
-                X[i, k] = float(row[j])
-            except ValueError:
-                name = header[j] if header else f"column {j}"
-                raise CommandError(f"{path}: {name} of data row {i + 1} is not numeric "
-                                   f"({row[j]!r})") from None
+    try:
+        X = cells[:, features].astype(np.float64)
+    except ValueError:  # name the first offending cell
+        i, j = next((i, j) for i, row in enumerate(rows) for j in features
+                    if not _is_number(row[j]))
+        name = header[j] if header else f"column {j}"
+        raise CommandError(f"{path}: {name} of data row {i + 1} is not numeric "
+                           f"({rows[i][j]!r})") from None
     if not with_target:
         return X, None
-    labels = [row[index].strip() for row in rows]
-    if task in ("regress",) or all(_is_number(label) for label in labels):
+    labels = np.char.strip(cells[:, index])
+    if task == "regress" or all(_is_number(label) for label in labels):
         try:
-            y = np.array([float(label) for label in labels])
+            return X, labels.astype(np.float64)
         except ValueError:
             raise CommandError(f"{path}: the target column is not numeric, so it cannot be "
                                "regressed") from None
-    else:
-        y = np.array(labels)
-    return X, y
+    return X, labels
 
 
 def _load_npy(path, target, task):
-    import numpy as np
-
     try:
         table = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
@@ -254,13 +242,13 @@ def _load_npy(path, target, task):
         raise CommandError(f"{path} holds a {table.ndim}-D array; expected 2-D "
                            "(samples x columns, the target last)")
     with_target = task != "autoencode" or target is not None
-    index = _column_index(target, None, table.shape[1]) if with_target else None
-    return _split_columns(table, index, with_target)
+    if not with_target:
+        return table, None
+    index = _column_index(target, None, table.shape[1])
+    return np.delete(table, index, axis=1), table[:, index]
 
 
 def _load_npz(path, target, task):
-    import numpy as np
-
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
@@ -418,8 +406,6 @@ def _fit(estimator, X, y, show_progress):
 
 
 def _train(args):
-    import numpy as np
-
     from fastnn import _backend
     from fastnn._base import validation_split
 
