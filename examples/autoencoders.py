@@ -1,7 +1,7 @@
 """Four autoencoders on MNIST digits: undercomplete, sparse (KL), denoising, contractive.
 
 Each one is a 784-64-784 network with logistic hidden units trained by Adam on the first
-images of the MNIST test set and evaluated on the last 1000 (held out):
+images of the MNIST test set and evaluated on the images that follow them (held out):
 
 - undercomplete: ``Autoencoder`` -- the 64-unit bottleneck alone forces a compressed code;
 - sparse: ``SparseAutoencoder`` -- adds ``beta * sum_j KL(rho || rho_hat_j)``, which pulls
@@ -18,7 +18,7 @@ g'(a_j)^2 ||W_:j||^2``: the sparse model has the lowest mean activation, the den
 restores masked digits best, the contractive one has the smallest Jacobian.
 
 Run ``python examples/autoencoders.py [--png grid.png]`` (``--quick`` for the tests,
-``--full`` for all 9000 training images and more epochs). With matplotlib installed,
+``--full`` for 9000 training images and more epochs). With matplotlib installed,
 ``--png`` saves a grid: originals, masked inputs, then each model's reconstruction of the
 masked inputs.
 """
@@ -33,11 +33,10 @@ from fastnn.datasets import MNIST_IMAGES_FILE, load_mnist
 
 CODE_UNITS = 64
 MASK_LEVEL = 0.3
-N_TEST = 1000
-SIZES = {  # mode -> (training images, epochs)
-    "quick": (300, 2),
-    "default": (2000, 10),
-    "full": (9000, 60),
+SIZES = {  # mode -> (training images, held-out images, epochs)
+    "quick": (300, 100, 2),
+    "default": (2000, 1000, 10),
+    "full": (9000, 1000, 60),
 }
 
 
@@ -103,15 +102,15 @@ def main():
                                           "reconstructions to this PNG file")
 
     args = _common.parse_args(__doc__.splitlines()[0], add_arguments)
-    n_train, n_epochs = SIZES[args.mode]
+    n_train, n_test, n_epochs = SIZES[args.mode]
     warnings.simplefilter("ignore", category=UserWarning)  # max_iter reached on purpose
 
     _common.require_file(args.data_dir / MNIST_IMAGES_FILE)
-    X, _ = load_mnist(args.data_dir)
-    X_train, X_test = X[:n_train], X[-N_TEST:]
+    X, _ = load_mnist(args.data_dir, n=n_train + n_test)
+    X_train, X_test = X[:n_train], X[n_train:]
     X_test_masked = masked(X_test, MASK_LEVEL, args.seed + 1)
     print(f"fastnn {fastnn.__version__}, backend {fastnn.get_backend()}, mode {args.mode}")
-    print(f"MNIST: {n_train} training / {N_TEST} held-out images of 784 pixels in [0, 1]; "
+    print(f"MNIST: {n_train} training / {n_test} held-out images of 784 pixels in [0, 1]; "
           f"784-{CODE_UNITS}-784, logistic code, Adam, {n_epochs} epochs\n")
 
     rows, reconstructions = [], {}

@@ -5,6 +5,10 @@ gradient checks and the equivalence suite); here each test states one property o
 autoencoder, on data small enough to train in seconds.
 """
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -450,3 +454,21 @@ def test_divergence_is_reported_and_the_model_kept():
 def test_unfitted_model_says_so():
     with pytest.raises(Exception, match="not fitted|fit"):
         Autoencoder().transform(np.zeros((2, 3)))
+
+
+# ------------------------------------------------------------------------- example
+
+
+def test_example_runs_quickly_and_saves_its_picture(data_dir, tmp_path):
+    pytest.importorskip("matplotlib")
+    script = Path(__file__).resolve().parents[1] / "examples" / "autoencoders.py"
+    picture = tmp_path / "grid.png"
+    result = subprocess.run(
+        [sys.executable, str(script), "--quick", "--data-dir", str(data_dir),
+         "--png", str(picture)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    for name in ("undercomplete", "sparse (KL)", "denoising", "contractive"):
+        assert name in result.stdout
+    assert picture.stat().st_size > 1000
