@@ -111,7 +111,7 @@ def _info(args):
 # -------------------------------------------------------------------------- fastnn bench
 
 def _bench(args):
-    from fastnn._bench import report, runners, suite, workloads
+    from fastnn._bench import report, runners, suite, targets, workloads
 
     try:
         ids = workloads.parse_ids(args.only) if args.only else list(workloads.WORKLOADS)
@@ -137,6 +137,8 @@ def _bench(args):
     document = suite.run_suite(options, progress)
     document["command"] = "fastnn " + " ".join(args.argv)
     print(report.format_table(document))
+    print("\nTargets (issue 3, SPEC section 5):")
+    print(targets.format_targets(document["targets"]))
     if args.json:
         report.write_json(document, args.json)
         progress(f"results written to {args.json}")

@@ -198,6 +198,8 @@ def test_bench_quick_json_has_every_field(capsys, tmp_path):
     assert document["machine"]["versions"]["numpy"] == np.__version__
     assert document["gemm_peak_gflops"]["float64"]["1"] > 0
     assert set(document["import_time"]) >= {"numpy_s", "fastnn_s", "difference_s"}
+    import_target = [t for t in document["targets"] if t["target"].startswith("import")]
+    assert import_target[0]["value"] == document["import_time"]["difference_s"]
     by_impl = {}
     for record in document["results"]:
         assert set(record) == set(RESULT_FIELDS)

@@ -12,7 +12,7 @@ import datetime
 import time
 from dataclasses import asdict, dataclass
 
-from . import machine
+from . import machine, targets
 from .checks import Checker
 from .runners import PEERS, PEER_IMPLS, RUNNERS
 from .workloads import WORKLOADS, make_problem
@@ -176,6 +176,7 @@ def run_suite(options, progress=None):
     add_ratios(results)
     document["notes"] = notes
     document["results"] = results
+    document["targets"] = targets.evaluate(document)
     document["total_seconds"] = time.perf_counter() - started
     return document
 
