@@ -87,7 +87,7 @@ def compare_batch_sizes(data, n_epochs, seed):
     _common.print_table(
         ["batch", "updates", "last loss", "train acc", "test acc", "seconds", "samples/s"],
         rows, ["", "d", ".4f", ".4f", ".4f", ".3f", ",.0f"])
-    print("per epoch, online SGD makes the most progress (many noisy steps), full batch the "
+    print("\nper epoch, online SGD makes the most progress (many noisy steps), full batch the "
           "least (one exact step); minibatches get most of the progress at the speed of "
           "matrix-matrix products.")
 
