@@ -52,6 +52,7 @@ from ._network import as_layer_units, glorot_uniform_init, n_params, unpack
 from ._params import ParamsMixin
 from ._validation import (
     ConvergenceWarning,
+    InvalidParameterError,
     check_array,
     check_bool,
     check_is_fitted,
@@ -140,6 +141,18 @@ def r2_score(Y, predictions, sample_weight):
     return float(scores.mean())
 
 
+def _copy_state(value):
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, list):
+        return list(value)
+    if isinstance(value, dict):
+        return {key: _copy_state(item) for key, item in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str, np.generic)):
+        return value
+    return copy.deepcopy(value)
+
+
 class BaseNetwork(ParamsMixin):
     """Feed-forward network trained by sgd / adam / lbfgs; see the module docstring."""
 
@@ -187,7 +200,7 @@ class BaseNetwork(ParamsMixin):
     def _hidden_layer_sizes(self):
         sizes = self.hidden_layer_sizes
         if isinstance(sizes, (str, bytes)) or sizes is None:
-            raise TypeError(
+            raise InvalidParameterError(
                 f"hidden_layer_sizes must be an int or a sequence of ints, got {sizes!r}."
             )
         if not hasattr(sizes, "__iter__"):
@@ -210,7 +223,9 @@ class BaseNetwork(ParamsMixin):
         check_scalar("power_t", self.power_t, float, low=0)
         check_scalar("max_iter", self.max_iter, int, low=1)
         check_bool("shuffle", self.shuffle)
-        check_random_state(copy.copy(self.random_state))  # type check only, draws nothing
+        if not (self.random_state is None or isinstance(
+                self.random_state, (np.random.RandomState, np.random.Generator))):
+            check_scalar("random_state", self.random_state, int)  # what fit will seed with
         check_scalar("tol", self.tol, float, low=0)
         if not isinstance(self.verbose, (bool, np.bool_)):
             check_scalar("verbose", self.verbose, int, low=0)
@@ -291,10 +306,15 @@ class BaseNetwork(ParamsMixin):
             }
 
     def _snapshot(self):
-        """Everything ``fit`` may change, to restore after a failed fit."""
+        """Everything ``fit`` may change, to restore after a failed fit.
+
+        Arrays and containers are copied (fit mutates them in place); lists hold only
+        immutable numbers, so a shallow copy suffices and ``partial_fit`` in a loop does
+        not pay a deep copy of a growing ``loss_curve_`` on every call.
+        """
         params = set(self._get_param_names())
         return {
-            key: value if key in params else copy.deepcopy(value)
+            key: value if key in params else _copy_state(value)
             for key, value in self.__dict__.items()
             if key not in ("coefs_", "intercepts_")
         }

@@ -21,12 +21,17 @@ class ParamsMixin:
 
     @classmethod
     def _get_param_names(cls):
-        signature = inspect.signature(cls.__init__)
-        return sorted(
-            name
-            for name, parameter in signature.parameters.items()
-            if name != "self" and parameter.kind != parameter.VAR_KEYWORD
-        )
+        # Cached per class: fit reads them on every call (partial_fit loops included).
+        names = cls.__dict__.get("_param_names_cache")
+        if names is None:
+            signature = inspect.signature(cls.__init__)
+            names = tuple(sorted(
+                name
+                for name, parameter in signature.parameters.items()
+                if name != "self" and parameter.kind != parameter.VAR_KEYWORD
+            ))
+            cls._param_names_cache = names
+        return list(names)
 
     def get_params(self, deep=True):
         """Constructor parameters of this estimator, as a dict."""

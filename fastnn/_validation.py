@@ -25,6 +25,14 @@ class DataConversionWarning(UserWarning):
     """
 
 
+class InvalidParameterError(ValueError, TypeError):
+    """A hyper-parameter has a wrong type or value.
+
+    Both a ``ValueError`` and a ``TypeError``, as scikit-learn's, so that code written for
+    either convention catches it.
+    """
+
+
 class NotFittedError(ValueError, AttributeError):
     """A method that needs a fitted estimator was called before ``fit``.
 
@@ -385,7 +393,7 @@ def check_random_state(seed):
         return np.random.RandomState(seed)
     if isinstance(seed, (np.random.RandomState, np.random.Generator)):
         return seed
-    raise ValueError(
+    raise InvalidParameterError(
         f"random_state={seed!r} cannot be used to seed a numpy.random.RandomState: "
         "use None, an int, a RandomState or a Generator."
     )
@@ -395,14 +403,14 @@ def check_option(name, value, options):
     """Raise ``ValueError`` unless ``value`` is one of ``options``."""
     if isinstance(value, (list, dict, set, np.ndarray)) or value not in options:
         shown = ", ".join(repr(option) for option in options)
-        raise ValueError(f"Unknown {name}={value!r}; choose one of {shown}.")
+        raise InvalidParameterError(f"Unknown {name}={value!r}; choose one of {shown}.")
     return value
 
 
 def check_bool(name, value):
     """Raise ``TypeError`` unless ``value`` is a bool (numpy bools included)."""
     if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {value!r}.")
+        raise InvalidParameterError(f"{name} must be a bool, got {value!r}.")
     return bool(value)
 
 
@@ -420,19 +428,19 @@ def check_scalar(name, value, kind, low=None, high=None, closed="both"):
     """
     accepted = numbers.Integral if kind is int else numbers.Real
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, accepted):
-        raise TypeError(
+        raise InvalidParameterError(
             f"{name} must be {'an int' if kind is int else 'a real number'}, "
             f"got {value!r} of type {type(value).__name__}."
         )
     if np.isnan(value):
-        raise ValueError(f"{name} must not be NaN.")
+        raise InvalidParameterError(f"{name} must not be NaN.")
     low_ok = low is None or (value >= low if closed in ("both", "left") else value > low)
     high_ok = high is None or (value <= high if closed in ("both", "right") else value < high)
     if not (low_ok and high_ok):
         left = "[" if closed in ("both", "left") else "("
         right = "]" if closed in ("both", "right") else ")"
         interval = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
-        raise ValueError(f"{name} must be in {interval}, got {value!r}.")
+        raise InvalidParameterError(f"{name} must be in {interval}, got {value!r}.")
     return kind(value) if not (kind is float and np.isinf(value)) else float(value)
 
 

@@ -150,6 +150,15 @@ def test_check_scalar_and_option():
         v.check_bool("flag", 1)
 
 
+def test_invalid_parameter_error_is_value_and_type_error():
+    with pytest.raises(ValueError, match="must be an int"):
+        v.check_scalar("x", "3", int)
+    with pytest.raises(TypeError, match=r"must be in \["):
+        v.check_scalar("x", -1, int, low=0)
+    assert issubclass(v.InvalidParameterError, ValueError)
+    assert issubclass(v.InvalidParameterError, TypeError)
+
+
 def test_not_fitted_error_is_value_and_attribute_error():
     class Model:
         pass
