@@ -57,7 +57,8 @@ _AUTOENCODER_PARAMETERS_DOC = """
         ``'mask'`` zeroes each entry with probability ``noise_level``; ``'gaussian'`` adds
         ``noise_level * N(0, 1)``. Fresh noise every epoch, drawn by the kernels'
         counter-based generator from a seed that ``random_state`` gives once per fit
-        (after the weights, so the initialisation is the one without noise). With
+        (after the weights, so the initialisation is the one without noise; kept by
+        ``warm_start`` and ``partial_fit``, whose epochs continue the count). With
         ``solver='lbfgs'`` one corruption is drawn for the whole fit.
     noise_level : float, default=0.2
         Masking probability in [0, 1), or the Gaussian sigma (>= 0).
