@@ -459,7 +459,8 @@ def test_unfitted_model_says_so():
 # ------------------------------------------------------------------------- example
 
 
-def test_example_runs_quickly_and_saves_its_picture(data_dir, tmp_path):
+def test_example_saves_its_picture(data_dir, tmp_path):
+    # tests/test_examples.py checks what the example prints; this checks its --png.
     pytest.importorskip("matplotlib")
     script = Path(__file__).resolve().parents[1] / "examples" / "autoencoders.py"
     picture = tmp_path / "grid.png"
@@ -469,6 +470,5 @@ def test_example_runs_quickly_and_saves_its_picture(data_dir, tmp_path):
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    for name in ("undercomplete", "sparse (KL)", "denoising", "contractive"):
-        assert name in result.stdout
+    assert picture.read_bytes().startswith(b"\x89PNG")
     assert picture.stat().st_size > 1000
