@@ -228,3 +228,47 @@ def test_python_dash_m_runs_the_cli_without_traceback():
     assert result.stderr.strip() == (
         "fastnn train: error: no_such.csv: no such file (and not a data set name: "
         "digits, sonar, mnist)")
+
+
+# The benchmark's own machinery: a fast run is only worth reporting if it did the work.
+
+def test_flops_count_forward_weight_gradients_and_input_deltas_but_the_first():
+    from fastnn._bench.workloads import flops_per_sample
+
+    units = [784, 256, 128, 10]
+    products = [784 * 256, 256 * 128, 128 * 10]
+    assert flops_per_sample(units) == 2 * (2 * sum(products) + products[1] + products[2])
+    assert flops_per_sample([100, 1], perceptron=True) == 200
+
+
+def _w2_runner(impl, learning_rate=None):
+    import dataclasses
+
+    from fastnn._bench.runners import RUNNERS
+    from fastnn._bench.workloads import make_problem
+
+    runner_class = RUNNERS[impl]
+    reason = runner_class.unavailable(make_problem("W2", quick=True, epochs=2).workload)
+    if reason:
+        pytest.skip(reason)
+    runner = runner_class(make_problem("W2", quick=True, epochs=2), "float64", 1)
+    if learning_rate is not None:
+        runner.workload = dataclasses.replace(runner.workload, learning_rate=learning_rate)
+    runner.train()
+    return runner
+
+
+def test_same_work_check_passes_for_sklearn_and_fails_for_other_work():
+    from fastnn._bench.checks import Checker
+
+    pytest.importorskip("sklearn")
+    checker = Checker()
+    # scikit-learn, given only random_state, follows the problem's weights and orders.
+    check = checker.check(_w2_runner("sklearn"))
+    assert check["ok"] is True and check["against"] == "numpy" and check["epoch"] == 2
+    assert check["rel_err"] < 1e-12
+    # The same code with another learning rate is other work, and the check says so.
+    other = _w2_runner("cython" if "cython" in fastnn.available_backends() else "numba",
+                       learning_rate=0.02)
+    check = checker.check(other)
+    assert check["ok"] is False and check["rel_err"] > 1e-3
