@@ -81,12 +81,13 @@ def main():
                         ["d"] + [".3f"] * len(curves))
 
     print("\nsummary:")
+    rose = {name: int(np.sum(np.diff(errors) > 0)) for name, errors in curves.items()}
     rows = []
     for name, model in models.items():
         errors = curves[name]
         final_loss = f"{model.loss_:.4f}" if hasattr(model, "loss_") else "-"
         rows.append([name, 1.0 - errors[-1], model.score(X_test, y_test), errors.min(),
-                     int(np.sum(np.diff(errors) > 0)), final_loss])
+                     rose[name], final_loss])
     _common.print_table(
         ["model", "train acc", "test acc", "best train err", "epochs err rose", "last epoch loss"],
         rows, ["", ".3f", ".3f", ".3f", "d", ""])
@@ -96,18 +97,18 @@ def main():
     same = bool(np.array_equal(slow.predict(X_test), models["perceptron"].predict(X_test)))
     print(f"\nperceptron with eta0=0.01 instead of 1: same predictions {same}, "
           f"weights ratio {np.linalg.norm(slow.coef_) / np.linalg.norm(models['perceptron'].coef_):.4f}")
-    rose = {name: int(np.sum(np.diff(curves[f"logistic {name}"]) > 0)) for name in SCHEDULES}
     final_rate = args.learning_rate / (len(train) * n_epochs + 1) ** 0.5
     print("\nlearning-rate decay matters for the logistic unit:")
     print(f"  constant  : the step stays {args.learning_rate}; the training error rose in "
-          f"{rose['constant']} epochs (SGD noise), final train acc "
+          f"{rose['logistic constant']} epochs (SGD noise), final train acc "
           f"{1 - curves['logistic constant'][-1]:.3f}")
     print(f"  invscaling: the step falls to {final_rate:.2g}; the error rose in "
-          f"{rose['invscaling']} epochs (smooth), final train acc "
+          f"{rose['logistic invscaling']} epochs (smooth), final train acc "
           f"{1 - curves['logistic invscaling'][-1]:.3f}")
     print(f"  adaptive  : divides the step by 5 only when the training loss stops improving; "
-          f"error rose in {rose['adaptive']} epochs, final train acc "
+          f"error rose in {rose['logistic adaptive']} epochs, final train acc "
           f"{1 - curves['logistic adaptive'][-1]:.3f}")
+
 
 if __name__ == "__main__":
     main()
