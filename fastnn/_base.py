@@ -61,6 +61,7 @@ from ._validation import (
     check_random_state,
     check_sample_weight,
     check_scalar,
+    feature_names,
 )
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
@@ -369,9 +370,9 @@ class BaseNetwork(ParamsMixin):
         hidden_layer_sizes = self._hidden_layer_sizes()
         first_pass = not hasattr(self, "_params") or (not self.warm_start and not incremental)
         dtype = None if first_pass else self._params.dtype
-        X_checked = check_array(X, dtype=dtype)
-        check_n_features(self, X if hasattr(X, "columns") else X_checked, reset=first_pass)
-        X = X_checked
+        names = feature_names(X)
+        X = check_array(X, dtype=dtype)
+        check_n_features(self, X, reset=first_pass, names=names)
         Y = self._prepare_targets(X, y, first_pass, incremental)
         sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
         layer_units = as_layer_units(X.shape[1], hidden_layer_sizes, Y.shape[1])
@@ -625,9 +626,10 @@ class BaseNetwork(ParamsMixin):
 
     def _check_predict_input(self, X):
         check_is_fitted(self, "_params")
-        X_checked = check_array(X, dtype=self._params.dtype)
-        check_n_features(self, X if hasattr(X, "columns") else X_checked, reset=False)
-        return X_checked
+        names = feature_names(X)
+        X = check_array(X, dtype=self._params.dtype)
+        check_n_features(self, X, reset=False, names=names)
+        return X
 
     def _forward(self, X, first_layer=0, last_layer=None):
         """Output of weight layers ``first_layer .. last_layer-1`` on validated ``X``."""

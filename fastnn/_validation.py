@@ -189,9 +189,14 @@ def check_sample_weight(sample_weight, n_samples, dtype):
     return weights
 
 
-def check_n_features(estimator, X, reset):
-    """Record (``reset``) or check ``n_features_in_`` / ``feature_names_in_``."""
-    names = feature_names(X)
+def check_n_features(estimator, X, reset, names=None):
+    """Record (``reset``) or check ``n_features_in_`` / ``feature_names_in_``.
+
+    ``X`` is the validated array; ``names`` the column names of the caller's original
+    input (``feature_names(X_original)``), None when it had none.
+    """
+    if names is None:
+        names = feature_names(X)
     n_features = X.shape[1]
     if reset:
         estimator.n_features_in_ = n_features

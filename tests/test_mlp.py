@@ -462,3 +462,34 @@ def test_keyboard_interrupt_keeps_weights_trained_so_far(blobs, monkeypatch):
         clf = small(MLPClassifier, "numpy", max_iter=10).fit(X, y)
     assert clf.n_iter_ == 2 and len(clf.loss_curve_) == 2
     assert clf.predict(X).shape == (60,)
+
+
+class FakeFrame:
+    """The two things fastnn reads from a DataFrame: its values and its column names."""
+
+    def __init__(self, values, columns):
+        self.values, self.columns = np.asarray(values), list(columns)
+
+    def __array__(self, dtype=None, copy=None):
+        return self.values if dtype is None else self.values.astype(dtype)
+
+    def __len__(self):
+        return len(self.values)
+
+
+def test_feature_names_are_recorded_checked_and_saved(blobs, tmp_path):
+    import fastnn
+
+    X, y = blobs
+    clf = quiet_fit(small(MLPClassifier, "numpy", max_iter=2), FakeFrame(X, "abc"), y)
+    np.testing.assert_array_equal(clf.feature_names_in_, ["a", "b", "c"])
+    assert clf.predict(FakeFrame(X, "abc")).shape == (60,)
+    with pytest.raises(ValueError, match="feature names should match"):
+        clf.predict(FakeFrame(X, "abd"))
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        clf.predict(X)
+    clf.save(tmp_path / "m.npz")
+    np.testing.assert_array_equal(fastnn.load(tmp_path / "m.npz").feature_names_in_,
+                                  clf.feature_names_in_)
+    refit = quiet_fit(clf, X, y)
+    assert not hasattr(refit, "feature_names_in_")
