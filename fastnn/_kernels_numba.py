@@ -33,18 +33,21 @@ from fastnn._codes import (
 CACHE_DISABLED_REASON = None
 
 
-def _jit(func):
-    """``numba.njit(nogil=True, cache=True)``, or uncached when no cache dir is writable.
+def _jit(func=None, **options):
+    """``numba.njit(nogil=True, cache=True, **options)``, uncached when no cache dir is writable.
 
     Numba looks for a writable cache directory when the decorator runs and raises
     ``RuntimeError`` ("no locator available") when there is none, e.g. a read-only install
     with ``NUMBA_CACHE_DIR`` unset. The kernels then compile at every start instead of
-    failing the import; one ``RuntimeWarning`` says so.
+    failing the import; one ``RuntimeWarning`` says so. Use as ``@_jit`` or
+    ``@_jit(fastmath=...)``.
     """
     global CACHE_DISABLED_REASON
+    if func is None:
+        return lambda function: _jit(function, **options)
     if CACHE_DISABLED_REASON is None:
         try:
-            return numba.njit(nogil=True, cache=True)(func)
+            return numba.njit(nogil=True, cache=True, **options)(func)
         except (RuntimeError, OSError) as exc:
             CACHE_DISABLED_REASON = f"{type(exc).__name__}: {exc}"
             warnings.warn(
@@ -54,7 +57,7 @@ def _jit(func):
                 RuntimeWarning,
                 stacklevel=2,
             )
-    return numba.njit(nogil=True)(func)
+    return numba.njit(nogil=True, **options)(func)
 
 
 # ---------------------------------------------------------------------------------------
@@ -787,20 +790,19 @@ def _loss_and_gradient(params, layer_units, hidden_activation, output_activation
 # Rosenblatt's perceptron, one-vs-rest, as scikit-learn's _plain_sgd (docs/kernels.md).
 
 
-@_jit
-def _dot(x, w):
-    """x . w accumulated in double, in four independent sums (they pipeline)."""
-    s0 = s1 = s2 = s3 = 0.0
-    n = x.shape[0]
-    m = n - n % 4
-    for j in range(0, m, 4):
-        s0 += np.float64(x[j]) * w[j]
-        s1 += np.float64(x[j + 1]) * w[j + 1]
-        s2 += np.float64(x[j + 2]) * w[j + 2]
-        s3 += np.float64(x[j + 3]) * w[j + 3]
-    for j in range(m, n):
-        s0 += np.float64(x[j]) * w[j]
-    return (s0 + s1) + (s2 + s3)
+# Reassociation lets LLVM vectorise the sum (as the Cython build's four partial sums do);
+# it changes nothing but the rounding of the sum, and NaN and infinity keep their meaning.
+@_jit(fastmath={"reassoc"})
+def _row_dot(A, a, B, b):
+    """``A[a] . B[b]`` accumulated in double.
+
+    Rows are indexed here rather than sliced by the caller: a slice is a new array object
+    whose reference counting costs about as much as a 100-feature dot product.
+    """
+    total = 0.0
+    for j in range(A.shape[1]):
+        total += np.float64(A[a, j]) * B[b, j]
+    return total
 
 
 @_jit
@@ -815,10 +817,10 @@ def _perceptron_epoch(coef, intercept, X, Y, sample_weight, order, active, eta,
             if active[c] == 0:
                 continue
             y = np.float64(Y[i, c])
-            p = _dot(X[i], coef[c]) + intercept[c]
+            p = _row_dot(X, i, coef, c) + intercept[c]
             objective = max(0.0, -y * p)
             if l2_strength > 0:
-                objective += 0.5 * l2_strength * _dot(coef[c], coef[c])
+                objective += 0.5 * l2_strength * _row_dot(coef, c, coef, c)
             if l1_strength > 0:
                 absolute = 0.0
                 for j in range(n_features):
