@@ -1,5 +1,7 @@
 """Every example runs in its quick mode and prints what it is meant to show.
 
+(``examples/autoencoders.py`` is tested beside its estimators, in tests/test_autoencoder.py.)
+
 Each script runs in a subprocess (as a user would run it) with ``--quick``; the assertions
 read the numbers back from its output.
 """
@@ -111,15 +113,6 @@ def test_mlp_mnist_every_backend(data_dir):
         assert float(accuracy) > 0.75, backend
         assert float(samples_per_second.replace(",", "")) > 0
         assert dtype == "float64" and float(distance) < 1e-9, backend
-
-
-def test_autoencoders_example_runs(data_dir):
-    require_files(data_dir, "t10k-images-idx3-ubyte.gz")
-    output = run_example("autoencoders.py", "--quick", "--data-dir", data_dir)
-    rows = table_rows(output, "model")
-    assert len(rows) == 4
-    for row in rows:
-        assert 0 < float(row[1]) < 0.2, row  # reconstruction MSE per pixel of [0, 1] images
 
 
 def test_missing_data_file_is_one_clear_line(tmp_path):
