@@ -200,6 +200,14 @@ cdef inline floating _second_derivative(int activation, floating o) noexcept nog
     return 0
 
 
+cdef inline double _tanh(double a) noexcept nogil:
+    """tanh through one exp (libm's tanh goes through the slower expm1): the absolute
+    error stays at rounding level, which is what training sees."""
+    cdef double t = exp(-2.0 * fabs(a))
+    cdef double r = (1.0 - t) / (1.0 + t)
+    return r if a >= 0 else -r
+
+
 cdef void _bias_activation(int activation, floating* A, const floating* b,
                            Py_ssize_t n_rows, Py_ssize_t n_cols) noexcept nogil:
     """A <- g(A + b) row by row, in one pass (softmax subtracts the row maximum)."""
@@ -222,7 +230,7 @@ cdef void _bias_activation(int activation, floating* A, const floating* b,
                 row[j] = <floating> (1.0 / (1.0 + exp(-<double> (row[j] + b[j]))))
         elif activation == _codes.TANH:
             for j in range(n_cols):
-                row[j] = <floating> tanh(row[j] + b[j])
+                row[j] = <floating> _tanh(row[j] + b[j])
         else:  # softmax
             for j in range(n_cols):
                 row[j] = row[j] + b[j]
@@ -517,14 +525,15 @@ cdef double _contraction_chain(const Net* net, const Objective* obj, const float
     return obj.contraction_weight * total
 
 
-cdef void _batch_gradient(const Net* net, const Objective* obj, const floating* params,
-                          const floating* X, const floating* Y,
-                          const floating* sample_weight, const int64_t* rows,
-                          Py_ssize_t n_rows, floating* ws, floating* grad,
-                          double weight_sq, double* data_loss,
-                          double* penalty) noexcept nogil:
+cdef const floating* _batch_gradient(
+        const Net* net, const Objective* obj, const floating* params, const floating* X,
+        const floating* Y, const floating* sample_weight, const int64_t* rows,
+        Py_ssize_t n_rows, floating* ws, floating* grad, bint weight_grads,
+        double weight_sq, double* data_loss, double* penalty) noexcept nogil:
     """Objective D + P of one batch and its gradient (into grad), docs/kernels.md.
 
+    Returns the batch's (corrupted) input rows. ``weight_grads`` False skips the weight
+    gradients (a one-row batch applies them as outer products in the update).
     ``weight_sq`` is sum_i ||W_i||^2 at ``params`` (the caller keeps it up to date).
     Deltas are scaled by s_i / S at the output, so the weight gradients come out of
     the matrix products already divided by S.
@@ -596,13 +605,14 @@ cdef void _batch_gradient(const Net* net, const Objective* obj, const floating* 
     # Backward.
     for i in range(L - 1, -1, -1):
         delta = ws + net.lay[_slot(L, SLOT_DELTA, i + 1)]
-        gemm(True, False, u[i], u[i + 1], n_rows, _activations(net, ws, inputs, i), u[i],
-             delta, u[i + 1], <floating> (1 if i < deepest else 0),
-             grad + net.coef_off[i], u[i + 1])
+        if weight_grads:
+            gemm(True, False, u[i], u[i + 1], n_rows, _activations(net, ws, inputs, i),
+                 u[i], delta, u[i + 1], <floating> (1 if i < deepest else 0),
+                 grad + net.coef_off[i], u[i + 1])
         gb = grad + net.bias_off[i]
         for j in range(u[i + 1]):
-            gb[j] = 0
-        for r in range(n_rows):
+            gb[j] = delta[j]
+        for r in range(1, n_rows):
             for j in range(u[i + 1]):
                 gb[j] += delta[r * u[i + 1] + j]
         if i > 0:
@@ -617,6 +627,7 @@ cdef void _batch_gradient(const Net* net, const Objective* obj, const floating* 
                 ca = ws + net.lay[_slot(L, SLOT_CA, i)]
             _hidden_delta(obj.hidden_activation, delta_prev,
                           _activations(net, ws, inputs, i), pen, ca, n_rows * u[i])
+    return inputs
 
 
 cdef double _sample_weight_sum(const floating* sample_weight, Py_ssize_t n) noexcept nogil:
@@ -639,10 +650,9 @@ cdef void _add_l2_gradient(const Net* net, const floating* params, floating* gra
 
 cdef double _weight_sq(const Net* net, const floating* params) noexcept nogil:
     cdef double total = 0
-    cdef Py_ssize_t i, j
+    cdef Py_ssize_t i
     for i in range(net.n_layers):
-        for j in range(net.coef_off[i], net.bias_off[i]):
-            total += <double> params[j] * params[j]
+        total += _sum_squares(params + net.coef_off[i], net.bias_off[i] - net.coef_off[i])
     return total
 
 
@@ -650,50 +660,108 @@ cdef double _weight_sq(const Net* net, const floating* params) noexcept nogil:
 # Optimiser steps (scikit-learn's), fused with the L2 term and the norm for the next batch
 # --------------------------------------------------------------------------------------
 
-cdef double _sgd_step(floating* p, floating* v, const floating* g, Py_ssize_t n,
-                      floating lr, floating mu, bint nesterov, floating l2) noexcept nogil:
-    """v <- mu v - lr (g + l2 p); p += mu v - lr (g + l2 p) (Nesterov) or v.
-    Returns sum p^2 after the step."""
-    cdef Py_ssize_t i
-    cdef floating gi, vi, pi
-    cdef double sq = 0
-    if nesterov:
-        for i in range(n):
-            gi = g[i] + l2 * p[i]
-            vi = mu * v[i] - lr * gi
-            v[i] = vi
-            pi = p[i] + (mu * vi - lr * gi)
-            p[i] = pi
-            sq += <double> pi * pi
-    else:
-        for i in range(n):
-            gi = g[i] + l2 * p[i]
-            vi = mu * v[i] - lr * gi
-            v[i] = vi
-            pi = p[i] + vi
-            p[i] = pi
-            sq += <double> pi * pi
-    return sq
+# Sums over a parameter block run in LANES independent accumulators: one running sum
+# would serialise the loop on the latency of an addition.
+cdef enum:
+    LANES = 32
 
 
-cdef double _adam_step(floating* p, floating* m, floating* s, const floating* g,
-                       Py_ssize_t n, floating beta_1, floating beta_2, floating lr_t,
-                       floating epsilon, floating l2) noexcept nogil:
-    """Adam with the bias correction folded into lr_t; returns sum p^2 after the step."""
-    cdef Py_ssize_t i
-    cdef floating gi, mi, si, pi
+cdef double _sum_squares(const floating* p, Py_ssize_t n) noexcept nogil:
+    """sum p^2 in double."""
+    cdef Py_ssize_t i = 0, lane, blocked = n - n % LANES
+    cdef double acc[LANES]
+    for lane in range(LANES):
+        acc[lane] = 0
+    while i < blocked:
+        for lane in range(LANES):
+            acc[lane] += <double> p[i + lane] * p[i + lane]
+        i += LANES
+    for i in range(blocked, n):
+        acc[0] += <double> p[i] * p[i]
+    for lane in range(1, LANES):
+        acc[0] += acc[lane]
+    return acc[0]
+
+
+cdef struct Update:
+    int optimizer
+    double learning_rate     # lr_t, with Adam's bias correction folded in, for Adam
+    double momentum
+    bint nesterov
+    double beta_1
+    double beta_2
+    double epsilon
+    # Plain SGD (momentum 0) needs no velocity: v = -lr g is only stored for the last
+    # batch of an epoch, where the caller can see it.
+    bint skip_velocity
+
+
+cdef void _step(const Update* up, floating* p, floating* v, floating* s, const floating* g,
+                const floating* x, Py_ssize_t n_rows, Py_ssize_t n_cols,
+                floating l2) noexcept nogil:
+    """scikit-learn's update of an (n_rows, n_cols) block of parameters.
+
+    The gradient of entry (r, j) is ``g[r, j] + l2 p[r, j]``, or, when ``x`` is given,
+    ``x[r] g[j] + l2 p[r, j]``: a batch of one row updates the weights from the outer
+    product of the layer input and delta without writing the gradient to memory.
+    SGD: v <- mu v - lr g; p += mu v - lr g (Nesterov) or v. Adam:
+    m <- b1 m + (1 - b1) g, s <- b2 s + (1 - b2) g^2, p -= lr_t m / (sqrt(s) + eps).
+    """
+    cdef Py_ssize_t r, j
+    cdef floating gi, vi, mi, si, scale = 1
+    cdef floating* pr
+    cdef floating* vr
+    cdef floating* sr
+    cdef const floating* gr = g
+    cdef floating lr = <floating> up.learning_rate, mu = <floating> up.momentum
+    cdef floating beta_1 = <floating> up.beta_1, beta_2 = <floating> up.beta_2
     cdef floating one_minus_b1 = 1 - beta_1, one_minus_b2 = 1 - beta_2
-    cdef double sq = 0
+    cdef floating epsilon = <floating> up.epsilon
+    for r in range(n_rows):
+        pr = p + r * n_cols
+        vr = v + r * n_cols
+        if x != NULL:
+            scale = x[r]
+        else:
+            gr = g + r * n_cols
+        if up.optimizer == _codes.ADAM:
+            sr = s + r * n_cols
+            for j in range(n_cols):
+                gi = scale * gr[j] + l2 * pr[j]
+                mi = beta_1 * vr[j] + one_minus_b1 * gi
+                si = beta_2 * sr[j] + one_minus_b2 * gi * gi
+                vr[j] = mi
+                sr[j] = si
+                pr[j] = pr[j] - lr * mi / (<floating> sqrt(si) + epsilon)
+        elif up.momentum == 0 and up.skip_velocity:
+            for j in range(n_cols):
+                pr[j] = pr[j] - lr * (scale * gr[j] + l2 * pr[j])
+        elif up.nesterov:
+            for j in range(n_cols):
+                gi = scale * gr[j] + l2 * pr[j]
+                vi = mu * vr[j] - lr * gi
+                vr[j] = vi
+                pr[j] = pr[j] + (mu * vi - lr * gi)
+        else:
+            for j in range(n_cols):
+                gi = scale * gr[j] + l2 * pr[j]
+                vi = mu * vr[j] - lr * gi
+                vr[j] = vi
+                pr[j] = pr[j] + vi
+
+
+cdef bint _all_finite(const floating* p, Py_ssize_t n) noexcept nogil:
+    """True when no entry is inf or nan (x - x != 0 only for those; an OR reduction
+    vectorises where isfinite would not)."""
+    cdef Py_ssize_t i
+    cdef bint bad = False
     for i in range(n):
-        gi = g[i] + l2 * p[i]
-        mi = beta_1 * m[i] + one_minus_b1 * gi
-        si = beta_2 * s[i] + one_minus_b2 * gi * gi
-        m[i] = mi
-        s[i] = si
-        pi = p[i] - lr_t * mi / (<floating> sqrt(si) + epsilon)
-        p[i] = pi
-        sq += <double> pi * pi
-    return sq
+        bad = bad | (p[i] - p[i] != 0)
+    return not bad
+
+
+cdef inline floating* _shift(floating* p, Py_ssize_t offset) noexcept nogil:
+    return p + offset if p != NULL else NULL
 
 
 cdef int _sgd_epoch(const Net* net, const Objective* obj, floating* params,
@@ -703,17 +771,33 @@ cdef int _sgd_epoch(const Net* net, const Objective* obj, floating* params,
                     double beta_1, double beta_2, double epsilon, int64_t adam_step,
                     floating* velocity, floating* second_moment, floating* ws,
                     double* loss_sum, double* penalty_sum) noexcept nogil:
-    cdef Py_ssize_t L = net.n_layers, start, stop, n_rows, i, batch = 0
+    cdef Py_ssize_t L = net.n_layers, start, stop, n_rows, i, r, batch = 0
+    cdef const int64_t* u = net.units
     cdef floating* grad = ws + net.lay[_fixed(L, FIX_GRAD)]
-    cdef double data, pen, S, weight_sq, bias_sq, lr_t, t, l2
-    cdef Py_ssize_t r
-    weight_sq = _weight_sq(net, params)
+    cdef double data, pen, S, weight_sq, t
+    cdef floating l2
+    cdef floating* W
+    cdef const floating* inputs
+    cdef Py_ssize_t n_weights, offset
+    cdef bint rank_one
+    cdef Update up
+    up.optimizer = optimizer
+    up.learning_rate = learning_rate
+    up.momentum = momentum
+    up.nesterov = nesterov
+    up.beta_1 = beta_1
+    up.beta_2 = beta_2
+    up.epsilon = epsilon
+    weight_sq = _weight_sq(net, params) if obj.alpha != 0 else 0
     start = 0
     while start < n_order:
         stop = min(start + batch_size, n_order)
         n_rows = stop - start
-        _batch_gradient(net, obj, params, X, Y, sample_weight, order + start, n_rows, ws,
-                        grad, weight_sq, &data, &pen)
+        # One row and no contraction: the weight gradient is the outer product of the
+        # layer input and delta, applied row by row in the update instead of stored.
+        rank_one = n_rows == 1 and obj.deepest_contracted == 0
+        inputs = _batch_gradient(net, obj, params, X, Y, sample_weight, order + start,
+                                 n_rows, ws, grad, not rank_one, weight_sq, &data, &pen)
         loss_sum[0] += n_rows * data
         penalty_sum[0] += n_rows * pen
         if not isfinite(data + pen):
@@ -721,34 +805,34 @@ cdef int _sgd_epoch(const Net* net, const Objective* obj, floating* params,
         S = 0
         for r in range(start, stop):
             S += sample_weight[order[r]]
-        l2 = obj.alpha / S
+        l2 = <floating> (obj.alpha / S)
         weight_sq = 0
-        bias_sq = 0
         if optimizer == _codes.ADAM:
             t = <double> (adam_step + batch + 1)
-            lr_t = learning_rate * sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t)
+            up.learning_rate = learning_rate * sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t)
+        up.skip_velocity = stop < n_order
         for i in range(L):
-            if optimizer == _codes.ADAM:
-                weight_sq += _adam_step(
-                    params + net.coef_off[i], velocity + net.coef_off[i],
-                    second_moment + net.coef_off[i], grad + net.coef_off[i],
-                    net.bias_off[i] - net.coef_off[i], <floating> beta_1,
-                    <floating> beta_2, <floating> lr_t, <floating> epsilon, <floating> l2)
-                bias_sq += _adam_step(
-                    params + net.bias_off[i], velocity + net.bias_off[i],
-                    second_moment + net.bias_off[i], grad + net.bias_off[i],
-                    net.units[i + 1], <floating> beta_1, <floating> beta_2,
-                    <floating> lr_t, <floating> epsilon, <floating> 0)
+            offset = net.coef_off[i]
+            W = params + offset
+            n_weights = net.bias_off[i] - offset
+            if rank_one:
+                _step(&up, W, velocity + offset, _shift(second_moment, offset),
+                      ws + net.lay[_slot(L, SLOT_DELTA, i + 1)],
+                      _activations(net, ws, inputs, i), u[i], u[i + 1], l2)
             else:
-                weight_sq += _sgd_step(
-                    params + net.coef_off[i], velocity + net.coef_off[i],
-                    grad + net.coef_off[i], net.bias_off[i] - net.coef_off[i],
-                    <floating> learning_rate, <floating> momentum, nesterov, <floating> l2)
-                bias_sq += _sgd_step(
-                    params + net.bias_off[i], velocity + net.bias_off[i],
-                    grad + net.bias_off[i], net.units[i + 1], <floating> learning_rate,
-                    <floating> momentum, nesterov, <floating> 0)
-        if not isfinite(weight_sq + bias_sq):
+                _step(&up, W, velocity + offset, _shift(second_moment, offset),
+                      grad + offset, NULL, 1, n_weights, l2)
+            # The norm for the next batch's L2 term doubles as the finiteness check.
+            if obj.alpha != 0:
+                weight_sq += _sum_squares(W, n_weights)
+            elif not _all_finite(W, n_weights):
+                return 0
+            offset = net.bias_off[i]
+            _step(&up, params + offset, velocity + offset, _shift(second_moment, offset),
+                  grad + offset, NULL, 1, u[i + 1], <floating> 0)
+            if not _all_finite(params + offset, u[i + 1]):
+                return 0
+        if not isfinite(weight_sq):
             return 0
         start = stop
         batch += 1
@@ -920,8 +1004,8 @@ def loss_and_gradient(const floating[::1] params, const int64_t[::1] layer_units
     cdef double data = 0, pen = 0
     with nogil:
         _batch_gradient(net, &obj, &params[0], &X[0, 0], &Y[0, 0], &sample_weight[0],
-                        &rows[0], n, &workspace[0], &grad[0], _weight_sq(net, &params[0]),
-                        &data, &pen)
+                        &rows[0], n, &workspace[0], &grad[0], True,
+                        _weight_sq(net, &params[0]), &data, &pen)
         _add_l2_gradient(net, &params[0], &grad[0], alpha / _sample_weight_sum(
             &sample_weight[0], n))
     return data, pen
