@@ -302,13 +302,20 @@ def _matmul(A, B, out):
     n = B.shape[1]
     if m * n * k > _DIRECT_MAX_MULADDS:
         np.dot(A, B, out=out)
-        return
-    out[:, :] = 0
-    for i in range(m):
-        for p in range(k):
-            a = A[i, p]
+    elif n == 1:  # one output unit: a dot product per row, not k loops of length 1
+        for i in range(m):
+            total = 0.0
+            for p in range(k):
+                total += A[i, p] * B[p, 0]
+            out[i, 0] = total
+    else:
+        for i in range(m):
             for j in range(n):
-                out[i, j] += a * B[p, j]
+                out[i, j] = 0
+            for p in range(k):
+                a = A[i, p]
+                for j in range(n):
+                    out[i, j] += a * B[p, j]
 
 
 @_jit
@@ -318,13 +325,20 @@ def _matmul_at(A, B, out):
     n = B.shape[1]
     if m * n * k > _DIRECT_MAX_MULADDS:
         np.dot(A.T, B, out=out)
-        return
-    out[:, :] = 0
-    for p in range(k):
+    elif k == 1:  # one row (online learning): the outer product
         for i in range(m):
-            a = A[p, i]
+            a = A[0, i]
             for j in range(n):
-                out[i, j] += a * B[p, j]
+                out[i, j] = a * B[0, j]
+    else:
+        for i in range(m):
+            for j in range(n):
+                out[i, j] = 0
+        for p in range(k):
+            for i in range(m):
+                a = A[p, i]
+                for j in range(n):
+                    out[i, j] += a * B[p, j]
 
 
 @_jit
@@ -334,13 +348,18 @@ def _matmul_bt(A, B, out):
     n = B.shape[0]
     if m * n * k > _DIRECT_MAX_MULADDS:
         np.dot(A, B.T, out=out)
-        return
-    for i in range(m):
-        for j in range(n):
-            total = 0.0
-            for p in range(k):
-                total += A[i, p] * B[j, p]
-            out[i, j] = total
+    elif k == 1:  # one output unit: the outer product
+        for i in range(m):
+            a = A[i, 0]
+            for j in range(n):
+                out[i, j] = a * B[j, 0]
+    else:
+        for i in range(m):
+            for j in range(n):
+                total = 0.0
+                for p in range(k):
+                    total += A[i, p] * B[j, p]
+                out[i, j] = total
 
 
 # ---------------------------------------------------------------------------------------
@@ -398,17 +417,18 @@ def _forward(params, layer_units, hidden_activation, output_activation, first_la
 
 
 # ---------------------------------------------------------------------------------------
-# Objective and gradient of one batch. Deltas E^k are scaled by S (the batch's weight
-# sum): E^k = S * d(objective)/d(a^k), so that sample weights enter as s_i * delta_i and
-# the gradient of W_{k-1} is (o^{k-1}^T E^k + alpha W_{k-1}) / S, as docs/kernels.md.
+# Objective and gradient of one batch. The deltas are E^k = d(objective)/d(a^k): the output
+# delta of row i is scaled by s_i / S (S the batch's weight sum), so that the gradient of
+# W_{k-1}, (o^{k-1}^T (s * delta^k) + alpha W_{k-1}) / S in docs/kernels.md, comes out of
+# the product o^{k-1}^T E^k plus (alpha / S) W_{k-1}, without a pass dividing by S.
 
 
 @_jit
-def _output_delta(P, Y, sample_weight, output_activation, loss, eps, E):
-    """Write ``s_i * delta`` of the output layer into ``E``; return sum_i s_i loss_i."""
+def _output_delta(P, Y, sample_weight, weight_sum, output_activation, loss, eps, E):
+    """Write ``(s_i / S) delta`` of the output layer into ``E``; return ``D``."""
     total = 0.0
     for i in range(P.shape[0]):
-        s = np.float64(sample_weight[i])
+        s = sample_weight[i] / weight_sum
         row = 0.0
         for j in range(P.shape[1]):
             p = np.float64(P[i, j])
@@ -484,15 +504,16 @@ def _adjoint_in_a(k, deepest):
 
 @_jit
 def _contractive_penalty(params, layer_units, offsets, hidden_activation, penalized,
-                         sample_weight, contraction_weight, workspace, layout):
+                         sample_weight, weight_sum, contraction_weight, workspace, layout):
     """sum_i s_i sum_k ||J^k(x_i)||_F^2 over the penalised layers k, and its gradient parts.
 
     Per sample, forward: ``M^1 = W_0^T``, ``M^k = W_{k-1}^T J^{k-1}``, ``J^k = D_k M^k``
     with ``D_k = diag(g'(a^k))``. Backward with the adjoint ``G = dF/dJ^k`` (``2 J^k`` for
     each penalised layer, plus what flows down): ``dF/da^k_j = g''(a^k_j) sum_l G_jl M_jl``
-    (written, times ``c s_i``, into the curvature rows that join the deltas),
+    (written, times ``c s_i / S``, into the curvature rows that join the deltas),
     ``dM = D_k G``, ``dF/dW_{k-1} = J^{k-1} dM^T`` (``dM^T`` for k = 1, where J^0 = I),
-    ``G <- W_{k-1} dM``. The direct weight terms, times ``c s_i``, go to the _CGRAD region.
+    ``G <- W_{k-1} dM``. The direct weight terms, times ``c s_i / S``, go to the _CGRAD
+    region.
     """
     n_layers = layer_units.shape[0] - 1
     n_features = layer_units[0]
@@ -508,7 +529,7 @@ def _contractive_penalty(params, layer_units, offsets, hidden_activation, penali
     total = 0.0
     for i in range(n_rows):
         s = sample_weight[i]
-        scale = contraction_weight * s
+        scale = contraction_weight * s / weight_sum
         for k in range(1, deepest + 1):
             units = layer_units[k]
             o = _view(workspace, layout[_slot(_ACTIVATIONS, k, n_layers)], n_rows, units)[i]
@@ -631,8 +652,8 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
 
     data_loss = _output_delta(
         _activations(workspace, layout, layer_units, n_layers, n_rows), Y, sample_weight,
-        output_activation, loss, eps, _deltas(workspace, layout, layer_units, n_layers, n_rows)
-    ) / weight_sum
+        weight_sum, output_activation, loss, eps,
+        _deltas(workspace, layout, layer_units, n_layers, n_rows))
     penalty = 0.0
     if alpha != 0:
         penalty += alpha / (2.0 * weight_sum) * _squared_weights(params, layer_units, offsets)
@@ -642,7 +663,7 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
     if contracted > 0:
         penalty += contraction_weight / weight_sum * _contractive_penalty(
             params, layer_units, offsets, hidden_activation, penalized, sample_weight,
-            contraction_weight, workspace, layout)
+            weight_sum, contraction_weight, workspace, layout)
 
     for k in range(n_layers - 1, 0, -1):
         O = _activations(workspace, layout, layer_units, k, n_rows)
@@ -660,7 +681,7 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
         curvature = _view(workspace, layout[_slot(_CURVATURE, k, n_layers)], n_rows,
                           layer_units[k])
         for i in range(n_rows):
-            s = np.float64(sample_weight[i])
+            s = sample_weight[i] / weight_sum
             for j in range(layer_units[k]):
                 o = np.float64(O[i, j])
                 e = np.float64(E[i, j])
@@ -680,19 +701,19 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
         W_direct = _weights(cgrad, layer_units, offsets, i) if i < contracted else W
         E = _deltas(workspace, layout, layer_units, i + 1, n_rows)
         _matmul_at(_activations(workspace, layout, layer_units, i, n_rows), E, W_grad)
-        for r in range(W.shape[0]):
-            for c in range(W.shape[1]):
-                value = np.float64(W_grad[r, c]) + alpha * W[r, c]
-                if i < contracted:
-                    value += W_direct[r, c]
-                W_grad[r, c] = value / weight_sum
+        if alpha != 0 or i < contracted:
+            l2 = alpha / weight_sum
+            for r in range(W.shape[0]):
+                for c in range(W.shape[1]):
+                    value = np.float64(W_grad[r, c]) + l2 * W[r, c]
+                    if i < contracted:
+                        value += W_direct[r, c]
+                    W_grad[r, c] = value
         b_grad = _biases(grad, layer_units, offsets, i)
         b_grad[:] = 0
         for r in range(n_rows):  # row by row: contiguous, vectorised
             for c in range(W.shape[1]):
                 b_grad[c] += E[r, c]
-        for c in range(W.shape[1]):
-            b_grad[c] /= weight_sum
     return data_loss, penalty
 
 
