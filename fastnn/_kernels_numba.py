@@ -396,7 +396,7 @@ def _forward(params, layer_units, hidden_activation, output_activation, first_la
     for k in range(first_layer + 1, last_layer):
         widest = max(widest, layer_units[k])
     n = X.shape[0]
-    block = min(n, _FORWARD_BLOCK_ROWS)
+    block = max(1, min(n, _FORWARD_BLOCK_ROWS))
     buffers = np.empty((2, block * widest), dtype=out.dtype)
     for r0 in range(0, n, block):
         r1 = min(r0 + block, n)

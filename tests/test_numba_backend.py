@@ -247,6 +247,8 @@ def test_forward_in_row_blocks_on_read_only_input():
         module.forward(params, units, _codes.RELU, _codes.SOFTMAX, 0, 2, X, out)
         outputs.append(out)
     np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-12)
+    empty = np.empty((0, 4))
+    numba_kernels.forward(params, units, _codes.RELU, _codes.SOFTMAX, 0, 2, X[:0], empty)
 
 
 def test_noise_seeds_beyond_int64_match_reference():
