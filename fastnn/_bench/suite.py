@@ -44,9 +44,9 @@ class Options:
 
     def __post_init__(self):
         if self.min_time is None:
-            self.min_time = 0.2 if self.quick else 1.0
+            self.min_time = 0.5 if self.quick else 1.0
         if self.max_repeats is None:
-            self.max_repeats = 3 if self.quick else 5
+            self.max_repeats = 5
 
 
 def time_runner(runner, min_time, max_repeats):
@@ -147,7 +147,7 @@ def run_suite(options, progress=None):
         "machine": machine.machine_info(),
     }
     peaks = machine.gemm_peak(options.dtypes, options.threads,
-                              size=1024 if options.quick else 2048)
+                              size=1024 if options.quick else 2048, repeats=5)
     document["gemm_peak_gflops"] = {dtype: {str(t): g for t, g in by_threads.items()}
                                     for dtype, by_threads in peaks.items()}
     progress("GEMM peak (GFLOP/s): " + ", ".join(
