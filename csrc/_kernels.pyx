@@ -875,10 +875,6 @@ cdef int _sgd_epoch(const Net* net, const Objective* obj, floating* params,
 # The contract's functions
 # --------------------------------------------------------------------------------------
 
-cdef inline floating* _data_or_null(floating[::1] a) noexcept:
-    return &a[0] if a.shape[0] > 0 else NULL
-
-
 cdef int _deepest_contracted(const int64_t[::1] penalized, Py_ssize_t n_layers,
                              double contraction_weight) except -1:
     if penalized.shape[0] != n_layers - 1:
@@ -893,11 +889,38 @@ cdef int _deepest_contracted(const int64_t[::1] penalized, Py_ssize_t n_layers,
     return deepest
 
 
+cdef object _check_network(int hidden_activation, int output_activation, int loss,
+                           double kl_weight, const int64_t[::1] penalized):
+    """The same errors as the reference for codes no network of fastnn has."""
+    cdef Py_ssize_t k
+    if not _codes.IDENTITY <= hidden_activation <= _codes.RELU:
+        raise ValueError(f"Unknown hidden activation code {hidden_activation!r}.")
+    if not ((output_activation == _codes.IDENTITY and loss == _codes.SQUARED_ERROR)
+            or (output_activation == _codes.LOGISTIC
+                and loss in (_codes.SQUARED_ERROR, _codes.BINARY_LOG_LOSS))
+            or (output_activation == _codes.SOFTMAX and loss == _codes.LOG_LOSS)):
+        raise ValueError(f"Output activation {output_activation!r} cannot be paired with "
+                         f"loss {loss!r}.")
+    if kl_weight != 0 and hidden_activation != _codes.LOGISTIC:
+        for k in range(penalized.shape[0]):
+            if penalized[k]:
+                raise ValueError("The KL sparsity penalty needs logistic hidden units "
+                                 "(activations in (0, 1)).")
+
+
+cdef inline uint64_t _as_uint64(object value) except? 0:
+    """A Python integer taken mod 2^64 (the generator's arithmetic), as the reference."""
+    return <uint64_t> (int(value) & 0xFFFFFFFFFFFFFFFF)
+
+
 cdef Objective _objective(int hidden_activation, int output_activation, int loss,
                           double alpha, double l1_weight, double kl_weight,
                           double kl_target, double contraction_weight,
                           const int64_t[::1] penalized, int deepest, int noise,
-                          double noise_level, uint64_t noise_seed, uint64_t epoch):
+                          double noise_level, uint64_t noise_seed, uint64_t epoch) except *:
+    _check_network(hidden_activation, output_activation, loss, kl_weight, penalized)
+    if not _codes.NO_NOISE <= noise <= _codes.GAUSSIAN_NOISE:
+        raise ValueError(f"Unknown noise code {noise!r}.")
     cdef Objective obj
     obj.hidden_activation = hidden_activation
     obj.output_activation = output_activation
@@ -969,7 +992,7 @@ def sgd_epoch(floating[::1] params, const int64_t[::1] layer_units, int hidden_a
               floating[::1] second_moment, double alpha, double l1_weight,
               double kl_weight, double kl_target, double contraction_weight,
               const int64_t[::1] penalized, int noise, double noise_level,
-              uint64_t noise_seed, uint64_t epoch, floating[::1] workspace):
+              noise_seed, epoch, floating[::1] workspace):
     """One epoch of minibatch SGD / Adam (docs/kernels.md).
 
     Returns ``(loss_sum, penalty_sum, ok)``; ``ok`` is 0 when a batch objective or the
@@ -984,21 +1007,26 @@ def sgd_epoch(floating[::1] params, const int64_t[::1] layer_units, int hidden_a
     geometry = _Geometry(layer_units, rows, deepest > 0)
     (<_Geometry> geometry).check(params.shape[0], workspace.shape[0])
     cdef Net* net = &(<_Geometry> geometry).net
-    if velocity.shape[0] != net.n_params:
+    if velocity is None or velocity.shape[0] != net.n_params:
         raise ValueError("velocity must have the length of params.")
-    if optimizer == _codes.ADAM and second_moment.shape[0] != net.n_params:
+    if optimizer == _codes.ADAM and (second_moment is None
+                                     or second_moment.shape[0] != net.n_params):
         raise ValueError("second_moment must have the length of params for Adam.")
+    if optimizer not in (_codes.SGD, _codes.ADAM):
+        raise ValueError(f"Unknown optimizer code {optimizer!r}.")
     if X.shape[1] != layer_units[0] or Y.shape[1] != layer_units[L]:
         raise ValueError("X or Y does not match layer_units.")
     cdef Objective obj = _objective(hidden_activation, output_activation, loss, alpha,
                                     l1_weight, kl_weight, kl_target, contraction_weight,
-                                    penalized, deepest, noise, noise_level, noise_seed,
-                                    epoch)
+                                    penalized, deepest, noise, noise_level,
+                                    _as_uint64(noise_seed), _as_uint64(epoch))
     cdef double loss_sum = 0, penalty_sum = 0
     cdef int ok = 1
     if n_order == 0:
         return 0.0, 0.0, 1
-    cdef floating* p_second = _data_or_null(second_moment)
+    cdef floating* p_second = NULL
+    if optimizer == _codes.ADAM:
+        p_second = &second_moment[0]
     with nogil:
         ok = _sgd_epoch(net, &obj, &params[0], &X[0, 0], &Y[0, 0], &sample_weight[0],
                         &order[0], n_order, batch_size, optimizer, learning_rate,
@@ -1013,8 +1041,7 @@ def loss_and_gradient(const floating[::1] params, const int64_t[::1] layer_units
                       const floating[::1] sample_weight, double alpha, double l1_weight,
                       double kl_weight, double kl_target, double contraction_weight,
                       const int64_t[::1] penalized, int noise, double noise_level,
-                      uint64_t noise_seed, uint64_t epoch, floating[::1] grad,
-                      floating[::1] workspace):
+                      noise_seed, epoch, floating[::1] grad, floating[::1] workspace):
     """Objective and gradient over all rows of X as one batch; returns (data, penalty)."""
     cdef Py_ssize_t L = layer_units.shape[0] - 1
     cdef Py_ssize_t n = X.shape[0]
@@ -1030,8 +1057,8 @@ def loss_and_gradient(const floating[::1] params, const int64_t[::1] layer_units
         raise ValueError("X or Y does not match layer_units.")
     cdef Objective obj = _objective(hidden_activation, output_activation, loss, alpha,
                                     l1_weight, kl_weight, kl_target, contraction_weight,
-                                    penalized, deepest, noise, noise_level, noise_seed,
-                                    epoch)
+                                    penalized, deepest, noise, noise_level,
+                                    _as_uint64(noise_seed), _as_uint64(epoch))
     cdef int64_t[::1] rows = np.arange(n, dtype=np.int64)
     cdef double data = 0, pen = 0
     with nogil:
@@ -1044,12 +1071,12 @@ def loss_and_gradient(const floating[::1] params, const int64_t[::1] layer_units
 
 
 def corrupt(const floating[:, ::1] X, const int64_t[::1] sample_index, int noise,
-            double noise_level, uint64_t noise_seed, uint64_t epoch, floating[:, ::1] out):
+            double noise_level, noise_seed, epoch, floating[:, ::1] out):
     """Write the corrupted copy of X into out; row r is sample ``sample_index[r]``."""
     cdef Py_ssize_t n = X.shape[0], r
     if sample_index.shape[0] != n or out.shape[0] != n or out.shape[1] != X.shape[1]:
         raise ValueError("X, sample_index and out must have matching shapes.")
-    cdef uint64_t key = _noise_key(noise_seed, epoch)
+    cdef uint64_t key = _noise_key(_as_uint64(noise_seed), _as_uint64(epoch))
     with nogil:
         for r in range(n):
             _corrupt_row(noise, noise_level, key, <uint64_t> sample_index[r], &X[r, 0],

@@ -384,3 +384,16 @@ def test_nonfinite_objective_stops_the_epoch(fast_backend):
             _codes.SGD, 1e200, 0.0, False, 0.9, 0.999, 1e-8, 0, velocity, velocity, 0.0,
             0.0, 0.0, 0.2, 0.0, p["penalized"], _codes.NO_NOISE, 0.0, 0, 0, workspace))
     assert results[0][2] == 0 and results[1][2] == 0
+
+
+def test_negative_seed_is_taken_mod_2_64(fast_backend):
+    X = np.random.RandomState(0).normal(size=(6, 5))
+    index = np.arange(6, dtype=np.int64)
+    outs = []
+    for module, seed in ((kernels("numpy"), -5), (kernels(fast_backend), -5),
+                         (kernels(fast_backend), 2**64 - 5)):
+        out = np.empty_like(X)
+        module.corrupt(X, index, _codes.MASK_NOISE, 0.5, seed, 1, out)
+        outs.append(out)
+    np.testing.assert_array_equal(outs[1], outs[0])
+    np.testing.assert_array_equal(outs[2], outs[0])
