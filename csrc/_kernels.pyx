@@ -20,6 +20,25 @@ from _blas cimport blas_gemm, direct_gemm, gemm
 
 import numpy as np
 
+cdef extern from *:
+    """
+    #if defined(__GNUC__) || defined(__clang__)
+    #define FASTNN_PREFETCH(address) __builtin_prefetch(address)
+    #else
+    #define FASTNN_PREFETCH(address) ((void) 0)
+    #endif
+    """
+    void FASTNN_PREFETCH(const void* address) noexcept nogil
+
+
+cdef inline void _prefetch_row(const floating* row, Py_ssize_t n) noexcept nogil:
+    """Ask for a row of the input a cache line at a time: rows taken in shuffled order
+    defeat the hardware prefetcher, and copying or dotting them is bound by memory."""
+    cdef Py_ssize_t offset
+    for offset in range(0, n * <Py_ssize_t> sizeof(floating), 64):
+        FASTNN_PREFETCH(<const char*> row + offset)
+
+
 cdef double TWO_PI = 6.283185307179586
 cdef double TWO_POW_MINUS_53 = 1.0 / 9007199254740992.0
 cdef double EPS_FLOAT32 = 1.1920928955078125e-07
@@ -606,6 +625,8 @@ cdef const floating* _batch_gradient(
     else:
         x_copy = ws + net.lay[_slot(L, SLOT_ACT, 0)]
         for r in range(n_rows):
+            if r + 1 < n_rows:
+                _prefetch_row(X + rows[r + 1] * u[0], u[0])
             _corrupt_row(obj.noise, obj.noise_level, obj.noise_key, <uint64_t> rows[r],
                          X + rows[r] * u[0], x_copy + r * u[0], u[0])
         inputs = x_copy
@@ -1126,6 +1147,8 @@ cdef int _perceptron_epoch(floating* coef, floating* intercept, const floating* 
     for t in range(n_order):
         i = order[t]
         x = X + i * n_features
+        if t + 1 < n_order:
+            _prefetch_row(X + order[t + 1] * n_features, n_features)
         for c in range(n_classes):
             if not active[c]:
                 continue
