@@ -929,6 +929,22 @@ cdef object _check_network(int hidden_activation, int output_activation, int los
                                  "(activations in (0, 1)).")
 
 
+cdef object _check_rows(const floating[:, ::1] X, const floating[:, ::1] Y,
+                        const floating[::1] sample_weight, const int64_t[::1] order):
+    """X, Y and sample_weight have one row per sample and order indexes them: the
+    kernels read rows through raw pointers, so a bad index must stop here."""
+    cdef Py_ssize_t n = X.shape[0], t
+    cdef bint bad = False
+    if Y.shape[0] != n or sample_weight.shape[0] != n:
+        raise ValueError(f"X has {n} rows but Y has {Y.shape[0]} and sample_weight "
+                         f"{sample_weight.shape[0]}.")
+    with nogil:
+        for t in range(order.shape[0]):
+            bad = bad | (order[t] < 0) | (order[t] >= n)
+    if bad:
+        raise ValueError(f"order holds a row index outside [0, {n}).")
+
+
 cdef inline uint64_t _as_uint64(object value) except? 0:
     """A Python integer taken mod 2^64 (the generator's arithmetic), as the reference."""
     return <uint64_t> (int(value) & 0xFFFFFFFFFFFFFFFF)
@@ -1037,6 +1053,7 @@ def sgd_epoch(floating[::1] params, const int64_t[::1] layer_units, int hidden_a
         raise ValueError(f"Unknown optimizer code {optimizer!r}.")
     if X.shape[1] != layer_units[0] or Y.shape[1] != layer_units[L]:
         raise ValueError("X or Y does not match layer_units.")
+    _check_rows(X, Y, sample_weight, order)
     cdef Objective obj = _objective(hidden_activation, output_activation, loss, alpha,
                                     l1_weight, kl_weight, kl_target, contraction_weight,
                                     penalized, deepest, noise, noise_level,
@@ -1081,6 +1098,7 @@ def loss_and_gradient(const floating[::1] params, const int64_t[::1] layer_units
                                     penalized, deepest, noise, noise_level,
                                     _as_uint64(noise_seed), _as_uint64(epoch))
     cdef int64_t[::1] rows = np.arange(n, dtype=np.int64)
+    _check_rows(X, Y, sample_weight, rows)
     cdef double data = 0, pen = 0
     with nogil:
         _batch_gradient(net, &obj, &params[0], &X[0, 0], &Y[0, 0], &sample_weight[0],
@@ -1215,9 +1233,9 @@ def perceptron_epoch(floating[:, ::1] coef, floating[::1] intercept,
             or weight_pos.shape[0] != n_classes or weight_neg.shape[0] != n_classes
             or l1_total.shape[0] != n_classes or l1_q.shape[0] != n_classes
             or l1_q.shape[1] != n_features or n_updates.shape[0] != n_classes
-            or objective_sum.shape[0] != n_classes or Y.shape[0] != X.shape[0]
-            or sample_weight.shape[0] != X.shape[0]):
+            or objective_sum.shape[0] != n_classes):
         raise ValueError("perceptron_epoch: arrays do not have matching shapes.")
+    _check_rows(X, Y, sample_weight, order)
     if order.shape[0] == 0 or n_classes == 0 or n_features == 0:
         return 1
     cdef int ok

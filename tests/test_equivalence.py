@@ -28,7 +28,8 @@ import pytest
 
 from fastnn import _codes
 from fastnn._backend import kernels
-from fastnn._network import as_layer_units, glorot_uniform_init, n_params
+from fastnn._network import as_layer_units, glorot_uniform_init
+from tests.conftest import load_backend
 
 N_SAMPLES = 13
 N_FEATURES = 5
@@ -397,3 +398,31 @@ def test_negative_seed_is_taken_mod_2_64(fast_backend):
         outs.append(out)
     np.testing.assert_array_equal(outs[1], outs[0])
     np.testing.assert_array_equal(outs[2], outs[0])
+
+
+def test_cython_rejects_rows_outside_x():
+    """The Cython kernels read rows through raw pointers: a bad index is an error there,
+    not an out-of-bounds read (SPEC 4)."""
+    module = load_backend("cython")
+    p = _problem(dict(DESIGN[0], dtype="float64"))
+    workspace = module.make_workspace(p["units"], 1, np.float64, False)
+    params = p["params"].copy()
+    velocity = np.zeros_like(params)
+    for bad in ([0, N_SAMPLES], [-1]):
+        with pytest.raises(ValueError, match="outside"):
+            module.sgd_epoch(
+                params, p["units"], p["hidden_activation"], p["output_activation"],
+                p["loss"], p["X"], p["Y"], p["sample_weight"], np.array(bad, dtype=np.int64),
+                1, _codes.SGD, 0.1, 0.0, False, 0.9, 0.999, 1e-8, 0, velocity, velocity,
+                0.0, 0.0, 0.0, 0.2, 0.0, p["penalized"], _codes.NO_NOISE, 0.0, 0, 0,
+                workspace)
+    np.testing.assert_array_equal(params, p["params"])
+
+
+def test_cython_exp_is_within_two_ulps():
+    """The vectorisable exp behind logistic, tanh and softmax in the Cython kernels."""
+    module = load_backend("cython")
+    x = np.concatenate([np.linspace(-708, 709, 20001),
+                        np.random.RandomState(0).normal(scale=5, size=5000)])
+    ours = np.array([module._exp_twin(v) for v in x])
+    assert np.max(np.abs(ours - np.exp(x)) / np.exp(x)) <= 2 * np.finfo(np.float64).eps
