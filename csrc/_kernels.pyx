@@ -164,6 +164,9 @@ cdef class _Geometry:
     def __cinit__(self, const int64_t[::1] layer_units, Py_ssize_t rows, bint contraction):
         if layer_units.shape[0] < 2:
             raise ValueError("layer_units needs at least an input and an output width.")
+        for k in range(layer_units.shape[0]):
+            if layer_units[k] < 1:
+                raise ValueError(f"layer_units must be positive, got {list(layer_units)}.")
         self.block = _new_net(&self.net, &layer_units[0], layer_units.shape[0] - 1,
                               rows, contraction)
         if self.block == NULL:
