@@ -31,6 +31,11 @@ cdef extern from *:
     void FASTNN_PREFETCH(const void* address) noexcept nogil
 
 
+cdef enum:
+    # Inputs smaller than this stay in cache over an epoch: prefetching them only costs.
+    PREFETCH_BYTES = 4 * 1024 * 1024
+
+
 cdef inline void _prefetch_row(const floating* row, Py_ssize_t n) noexcept nogil:
     """Ask for a row of the input a cache line at a time: rows taken in shuffled order
     defeat the hardware prefetcher, and copying or dotting them is bound by memory."""
@@ -1130,9 +1135,9 @@ def corrupt(const floating[:, ::1] X, const int64_t[::1] sample_index, int noise
 # Rosenblatt's perceptron (scikit-learn's _plain_sgd with the perceptron loss)
 # --------------------------------------------------------------------------------------
 
-cdef double _dot(const floating* x, const floating* w, Py_ssize_t n) noexcept nogil:
+cdef inline double _dot(const floating* x, const floating* w, Py_ssize_t n) noexcept nogil:
     """x . w accumulated in double, in LANES independent sums (vectorised)."""
-    cdef Py_ssize_t i = 0, lane, width, blocked = n - n % LANES
+    cdef Py_ssize_t i = 0, lane, blocked = n - n % LANES
     cdef double acc[LANES]
     for lane in range(LANES):
         acc[lane] = 0
@@ -1142,12 +1147,14 @@ cdef double _dot(const floating* x, const floating* w, Py_ssize_t n) noexcept no
         i += LANES
     for i in range(blocked, n):
         acc[0] += <double> x[i] * w[i]
-    width = LANES // 2
-    while width > 0:  # pairwise: a chain of log2(LANES) additions, not LANES
-        for lane in range(width):
-            acc[lane] += acc[lane + width]
-        width //= 2
-    return acc[0]
+    # Pairwise, in loops of constant length the compiler unrolls (LANES is 32).
+    for lane in range(16):
+        acc[lane] += acc[lane + 16]
+    for lane in range(8):
+        acc[lane] += acc[lane + 8]
+    for lane in range(4):
+        acc[lane] += acc[lane + 4]
+    return (acc[0] + acc[2]) + (acc[1] + acc[3])
 
 
 cdef int _perceptron_epoch(floating* coef, floating* intercept, const floating* X,
@@ -1157,7 +1164,7 @@ cdef int _perceptron_epoch(floating* coef, floating* intercept, const floating* 
                            bint fit_intercept, double l2_strength, double l1_strength,
                            const floating* weight_pos, const floating* weight_neg,
                            floating* l1_total, floating* l1_q, int64_t* n_updates,
-                           double* objective_sum) noexcept nogil:
+                           double* objective_sum, bint prefetch) noexcept nogil:
     cdef Py_ssize_t t, c, j, i
     cdef const floating* x
     cdef floating* w
@@ -1168,7 +1175,7 @@ cdef int _perceptron_epoch(floating* coef, floating* intercept, const floating* 
     for t in range(n_order):
         i = order[t]
         x = X + i * n_features
-        if t + 1 < n_order:
+        if prefetch and t + 1 < n_order:
             _prefetch_row(X + order[t + 1] * n_features, n_features)
         for c in range(n_classes):
             if not active[c]:
@@ -1247,7 +1254,8 @@ def perceptron_epoch(floating[:, ::1] coef, floating[::1] intercept,
                                &sample_weight[0], &order[0], order.shape[0], &active[0],
                                n_classes, n_features, eta, fit_intercept, l2_strength,
                                l1_strength, &weight_pos[0], &weight_neg[0], &l1_total[0],
-                               &l1_q[0, 0], &n_updates[0], &objective_sum[0])
+                               &l1_q[0, 0], &n_updates[0], &objective_sum[0],
+                               X.shape[0] * n_features * sizeof(floating) > PREFETCH_BYTES)
     return ok
 
 
