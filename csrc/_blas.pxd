@@ -14,21 +14,20 @@ cdef enum:
 
 
 cdef inline void blas_gemm(bint trans_a, bint trans_b, int m, int n, int k,
-                           const floating* A, int lda, const floating* B, int ldb,
-                           floating beta, floating* C, int ldc) noexcept nogil:
-    """Row-major ``C = op(A) @ op(B) + beta * C`` (``op(A)`` is m x k) through BLAS.
+                           floating alpha, const floating* A, int lda, const floating* B,
+                           int ldb, floating beta, floating* C, int ldc) noexcept nogil:
+    """Row-major ``C = alpha op(A) @ op(B) + beta C`` (``op(A)`` is m x k) through BLAS.
 
     BLAS is column-major, and a row-major matrix is its transpose in column-major
     order, so the row-major product is the column-major ``C^T = op(B)^T op(A)^T``.
     """
     cdef char ta = b'T' if trans_a else b'N'
     cdef char tb = b'T' if trans_b else b'N'
-    cdef floating one = 1
     if floating is float:
-        sgemm(&tb, &ta, &n, &m, &k, &one, <float*> B, &ldb, <float*> A, &lda,
+        sgemm(&tb, &ta, &n, &m, &k, &alpha, <float*> B, &ldb, <float*> A, &lda,
               &beta, C, &ldc)
     else:
-        dgemm(&tb, &ta, &n, &m, &k, &one, <double*> B, &ldb, <double*> A, &lda,
+        dgemm(&tb, &ta, &n, &m, &k, &alpha, <double*> B, &ldb, <double*> A, &lda,
               &beta, C, &ldc)
 
 
@@ -38,15 +37,15 @@ cdef enum:
 
 
 cdef inline void direct_gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n,
-                             Py_ssize_t k, const floating* A, Py_ssize_t lda,
-                             const floating* B, Py_ssize_t ldb, floating beta,
-                             floating* C, Py_ssize_t ldc) noexcept nogil:
-    """The same product as ``blas_gemm`` in plain loops (``beta`` is 0 or 1).
+                             Py_ssize_t k, floating alpha, const floating* A,
+                             Py_ssize_t lda, const floating* B, Py_ssize_t ldb,
+                             floating beta, floating* C, Py_ssize_t ldc) noexcept nogil:
+    """The same product as ``blas_gemm`` in plain loops.
 
     With B untransposed, each row of C is built DIRECT_BLOCK columns at a time in a
     local accumulator the compiler keeps in vector registers (C is written once, not k
     times); with B transposed every entry is a dot product of two contiguous rows.
-    Each entry sums over p = 0 .. k-1 in order.
+    Each entry sums over p = 0 .. k-1 in order; C is not read when beta is 0.
     """
     cdef Py_ssize_t i, j, j0, p, lane
     cdef Py_ssize_t a_row = 1 if trans_a else lda   # stride of A's op-rows
@@ -56,37 +55,46 @@ cdef inline void direct_gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_
     if trans_b:
         for i in range(m):
             for j in range(n):
-                total = C[i * ldc + j] if beta != 0 else 0
+                total = 0
                 for p in range(k):
                     total = total + A[i * a_row + p * a_col] * B[j * ldb + p]
-                C[i * ldc + j] = total
+                C[i * ldc + j] = alpha * total + (beta * C[i * ldc + j] if beta != 0 else 0)
         return
     for i in range(m):
         j0 = 0
         while j0 + DIRECT_BLOCK <= n:
             for lane in range(DIRECT_BLOCK):
-                acc[lane] = C[i * ldc + j0 + lane] if beta != 0 else 0
+                acc[lane] = 0
             for p in range(k):
                 a = A[i * a_row + p * a_col]
                 for lane in range(DIRECT_BLOCK):
                     acc[lane] = acc[lane] + a * B[p * ldb + j0 + lane]
             for lane in range(DIRECT_BLOCK):
-                C[i * ldc + j0 + lane] = acc[lane]
+                C[i * ldc + j0 + lane] = alpha * acc[lane] + (
+                    beta * C[i * ldc + j0 + lane] if beta != 0 else 0)
             j0 += DIRECT_BLOCK
         for j in range(j0, n):
-            total = C[i * ldc + j] if beta != 0 else 0
+            total = 0
             for p in range(k):
                 total = total + A[i * a_row + p * a_col] * B[p * ldb + j]
-            C[i * ldc + j] = total
+            C[i * ldc + j] = alpha * total + (beta * C[i * ldc + j] if beta != 0 else 0)
+
+
+cdef inline void gemm_scaled(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n,
+                             Py_ssize_t k, floating alpha, const floating* A,
+                             Py_ssize_t lda, const floating* B, Py_ssize_t ldb,
+                             floating beta, floating* C, Py_ssize_t ldc) noexcept nogil:
+    """Row-major ``C = alpha op(A) @ op(B) + beta C`` by the faster route."""
+    if m * n * k <= DIRECT_MAX_MULADDS or (n == 1 and m * k <= DIRECT_MAX_DOT):
+        direct_gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+    else:
+        blas_gemm(trans_a, trans_b, <int> m, <int> n, <int> k, alpha, A, <int> lda, B,
+                  <int> ldb, beta, C, <int> ldc)
 
 
 cdef inline void gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n,
                       Py_ssize_t k, const floating* A, Py_ssize_t lda,
                       const floating* B, Py_ssize_t ldb, floating beta,
                       floating* C, Py_ssize_t ldc) noexcept nogil:
-    """Row-major ``C = op(A) @ op(B) + beta * C``, ``beta`` 0 or 1, by the faster route."""
-    if m * n * k <= DIRECT_MAX_MULADDS or (n == 1 and m * k <= DIRECT_MAX_DOT):
-        direct_gemm(trans_a, trans_b, m, n, k, A, lda, B, ldb, beta, C, ldc)
-    else:
-        blas_gemm(trans_a, trans_b, <int> m, <int> n, <int> k, A, <int> lda, B,
-                  <int> ldb, beta, C, <int> ldc)
+    """Row-major ``C = op(A) @ op(B) + beta C`` by the faster route."""
+    gemm_scaled(trans_a, trans_b, m, n, k, <floating> 1, A, lda, B, ldb, beta, C, ldc)

@@ -16,7 +16,7 @@ from libc.string cimport memset
 from cython cimport floating
 
 cimport _codes
-from _blas cimport blas_gemm, direct_gemm, gemm
+from _blas cimport blas_gemm, direct_gemm, gemm, gemm_scaled
 
 import numpy as np
 
@@ -593,15 +593,25 @@ cdef double _contraction_chain(const Net* net, const Objective* obj, const float
     return obj.contraction_weight * total
 
 
+cdef enum:
+    WEIGHT_GRADS = 0
+    WEIGHT_SKIP = 1
+    WEIGHT_DESCEND = 2
+
+
 cdef const floating* _batch_gradient(
         const Net* net, const Objective* obj, const floating* params, const floating* X,
         const floating* Y, const floating* sample_weight, const int64_t* rows,
-        Py_ssize_t n_rows, floating* ws, floating* grad, bint weight_grads,
-        double weight_sq, double* data_loss, double* penalty) noexcept nogil:
+        Py_ssize_t n_rows, floating* ws, floating* grad, int weight_mode,
+        floating descent_rate, floating descent_l2, double weight_sq, double* data_loss,
+        double* penalty) noexcept nogil:
     """Objective D + P of one batch and its gradient (into grad), docs/kernels.md.
 
-    Returns the batch's (corrupted) input rows. ``weight_grads`` False skips the weight
-    gradients (a one-row batch applies them as outer products in the update).
+    Returns the batch's (corrupted) input rows. ``weight_mode``: WEIGHT_GRADS writes
+    the weight gradients into grad; WEIGHT_SKIP leaves them out (a one-row batch applies
+    them as outer products in the update); WEIGHT_DESCEND applies plain SGD to the
+    weights in the gradient product (rate ``descent_rate``, L2 factor ``descent_l2`` =
+    alpha / S), so that the gradient is never stored.
     ``weight_sq`` is sum_i ||W_i||^2 at ``params`` (the caller keeps it up to date).
     Deltas are scaled by s_i / S at the output, so the weight gradients come out of
     the matrix products already divided by S.
@@ -672,19 +682,9 @@ cdef const floating* _batch_gradient(
             pen_value += _contraction_chain(net, obj, params, n_rows, ws, inputs, grad)
     penalty[0] = pen_value
 
-    # Backward.
+    # Backward. Each layer's delta goes down through W_i before W_i may change.
     for i in range(L - 1, -1, -1):
         delta = ws + net.lay[_slot(L, SLOT_DELTA, i + 1)]
-        if weight_grads:
-            gemm(True, False, u[i], u[i + 1], n_rows, _activations(net, ws, inputs, i),
-                 u[i], delta, u[i + 1], <floating> (1 if i < deepest else 0),
-                 grad + net.coef_off[i], u[i + 1])
-        gb = grad + net.bias_off[i]
-        for j in range(u[i + 1]):
-            gb[j] = delta[j]
-        for r in range(1, n_rows):
-            for j in range(u[i + 1]):
-                gb[j] += delta[r * u[i + 1] + j]
         if i > 0:
             delta_prev = ws + net.lay[_slot(L, SLOT_DELTA, i)]
             gemm(False, True, n_rows, u[i], u[i + 1], delta, u[i + 1],
@@ -697,6 +697,22 @@ cdef const floating* _batch_gradient(
                 ca = ws + net.lay[_slot(L, SLOT_CA, i)]
             _hidden_delta(obj.hidden_activation, delta_prev,
                           _activations(net, ws, inputs, i), pen, ca, n_rows * u[i])
+        if weight_mode == WEIGHT_GRADS:
+            gemm(True, False, u[i], u[i + 1], n_rows, _activations(net, ws, inputs, i),
+                 u[i], delta, u[i + 1], <floating> (1 if i < deepest else 0),
+                 grad + net.coef_off[i], u[i + 1])
+        elif weight_mode == WEIGHT_DESCEND:
+            # Plain SGD in the product itself: W <- (1 - lr alpha/S) W - lr o^T delta.
+            gemm_scaled(True, False, u[i], u[i + 1], n_rows, -descent_rate,
+                        _activations(net, ws, inputs, i), u[i], delta, u[i + 1],
+                        1 - descent_rate * descent_l2, <floating*> params + net.coef_off[i],
+                        u[i + 1])
+        gb = grad + net.bias_off[i]
+        for j in range(u[i + 1]):
+            gb[j] = delta[j]
+        for r in range(1, n_rows):
+            for j in range(u[i + 1]):
+                gb[j] += delta[r * u[i + 1] + j]
     return inputs
 
 
@@ -837,7 +853,7 @@ cdef int _sgd_epoch(const Net* net, const Objective* obj, floating* params,
     cdef floating* W
     cdef const floating* inputs
     cdef Py_ssize_t n_weights, offset
-    cdef bint rank_one
+    cdef int weight_mode
     cdef Update up
     up.optimizer = optimizer
     up.learning_rate = learning_rate
@@ -851,43 +867,48 @@ cdef int _sgd_epoch(const Net* net, const Objective* obj, floating* params,
     while start < n_order:
         stop = min(start + batch_size, n_order)
         n_rows = stop - start
-        # One row and no contraction: the weight gradient is the outer product of the
-        # layer input and delta, applied row by row in the update instead of stored.
-        rank_one = n_rows == 1 and obj.deepest_contracted == 0
-        inputs = _batch_gradient(net, obj, params, X, Y, sample_weight, order + start,
-                                 n_rows, ws, grad, not rank_one, weight_sq, &data, &pen)
-        loss_sum[0] += n_rows * data
-        penalty_sum[0] += n_rows * pen
-        if not isfinite(data + pen):
-            return 0
         S = 0
         for r in range(start, stop):
             S += sample_weight[order[r]]
         l2 = <floating> (obj.alpha / S)
+        up.skip_velocity = stop < n_order
+        # Without contraction the weight gradient need not be stored: one row makes it
+        # the outer product of the layer input and delta, applied row by row in the
+        # update; plain SGD folds the update into the gradient product.
+        weight_mode = WEIGHT_GRADS
+        if obj.deepest_contracted == 0:
+            if n_rows == 1:
+                weight_mode = WEIGHT_SKIP
+            elif optimizer == _codes.SGD and momentum == 0 and up.skip_velocity:
+                weight_mode = WEIGHT_DESCEND
+        inputs = _batch_gradient(net, obj, params, X, Y, sample_weight, order + start,
+                                 n_rows, ws, grad, weight_mode,
+                                 <floating> learning_rate, l2, weight_sq, &data, &pen)
+        loss_sum[0] += n_rows * data
+        penalty_sum[0] += n_rows * pen
+        if not isfinite(data + pen):
+            return 0
         weight_sq = 0
         if optimizer == _codes.ADAM:
             t = <double> (adam_step + batch + 1)
             up.learning_rate = learning_rate * sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t)
-        up.skip_velocity = stop < n_order
         for i in range(L):
             offset = net.coef_off[i]
             W = params + offset
             n_weights = net.bias_off[i] - offset
-            if rank_one:
+            if weight_mode == WEIGHT_SKIP:
                 _step(&up, W, velocity + offset, _shift(second_moment, offset),
                       ws + net.lay[_slot(L, SLOT_DELTA, i + 1)],
                       _activations(net, ws, inputs, i), u[i], u[i + 1], l2)
-            else:
+            elif weight_mode == WEIGHT_GRADS:
                 _step(&up, W, velocity + offset, _shift(second_moment, offset),
                       grad + offset, NULL, 1, n_weights, l2)
             # The norm for the next batch's L2 term doubles as the finiteness check.
-            # Without it, an online epoch leaves the weights to the next batch's
-            # objective and the end of the epoch: a pass over every weight per sample
-            # would cost as much as the update itself.
+            # Without it, the weights are left to the next batch's objective and the
+            # end of the epoch (docs/kernels.md): a pass over every weight after every
+            # batch can cost as much as the update itself.
             if obj.alpha != 0:
                 weight_sq += _sum_squares(W, n_weights)
-            elif not rank_one and not _all_finite(W, n_weights):
-                return 0
             offset = net.bias_off[i]
             _step(&up, params + offset, velocity + offset, _shift(second_moment, offset),
                   grad + offset, NULL, 1, u[i + 1], <floating> 0)
@@ -1110,7 +1131,7 @@ def loss_and_gradient(const floating[::1] params, const int64_t[::1] layer_units
     cdef double data = 0, pen = 0
     with nogil:
         _batch_gradient(net, &obj, &params[0], &X[0, 0], &Y[0, 0], &sample_weight[0],
-                        &rows[0], n, &workspace[0], &grad[0], True,
+                        &rows[0], n, &workspace[0], &grad[0], WEIGHT_GRADS, 0, 0,
                         _weight_sq(net, &params[0]), &data, &pen)
         _add_l2_gradient(net, &params[0], &grad[0], alpha / _sample_weight_sum(
             &sample_weight[0], n))
@@ -1274,10 +1295,11 @@ def _matmul(const floating[:, ::1] A, const floating[:, ::1] B, floating[:, ::1]
     with nogil:
         for t in range(repeat):
             if which == 0:
-                blas_gemm(False, False, <int> m, <int> n, <int> k, &A[0, 0], <int> k,
+                blas_gemm(False, False, <int> m, <int> n, <int> k, <floating> 1,
+                          &A[0, 0], <int> k,
                           &B[0, 0], <int> n, <floating> 0, &C[0, 0], <int> n)
             elif which == 1:
-                direct_gemm(False, False, m, n, k, &A[0, 0], k, &B[0, 0], n,
+                direct_gemm(False, False, m, n, k, <floating> 1, &A[0, 0], k, &B[0, 0], n,
                             <floating> 0, &C[0, 0], n)
             else:
                 gemm(False, False, m, n, k, &A[0, 0], k, &B[0, 0], n, <floating> 0,
