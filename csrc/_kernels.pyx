@@ -8,7 +8,7 @@ one Python call, not one per sample. Fused ``floating`` types keep float32 data 
 end to end; sums (losses, norms) are accumulated in double.
 """
 
-from libc.math cimport cos, exp, fabs, isfinite, log, sqrt, tanh
+from libc.math cimport cos, fabs, isfinite, log, sqrt
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
@@ -752,6 +752,28 @@ cdef enum:
     LANES = 32
 
 
+cdef inline double _dot(const floating* x, const floating* w, Py_ssize_t n) noexcept nogil:
+    """x . w accumulated in double, in LANES independent sums (vectorised)."""
+    cdef Py_ssize_t i = 0, lane, blocked = n - n % LANES
+    cdef double acc[LANES]
+    for lane in range(LANES):
+        acc[lane] = 0
+    while i < blocked:
+        for lane in range(LANES):
+            acc[lane] += <double> x[i + lane] * w[i + lane]
+        i += LANES
+    for i in range(blocked, n):
+        acc[0] += <double> x[i] * w[i]
+    # Pairwise, in loops of constant length the compiler unrolls (LANES is 32).
+    for lane in range(16):
+        acc[lane] += acc[lane + 16]
+    for lane in range(8):
+        acc[lane] += acc[lane + 8]
+    for lane in range(4):
+        acc[lane] += acc[lane + 4]
+    return (acc[0] + acc[2]) + (acc[1] + acc[3])
+
+
 cdef inline double _sum_squares(const floating* p, Py_ssize_t n) noexcept nogil:
     """sum p^2 in double."""
     return _dot(p, p, n)
@@ -1155,28 +1177,6 @@ def corrupt(const floating[:, ::1] X, const int64_t[::1] sample_index, int noise
 # --------------------------------------------------------------------------------------
 # Rosenblatt's perceptron (scikit-learn's _plain_sgd with the perceptron loss)
 # --------------------------------------------------------------------------------------
-
-cdef inline double _dot(const floating* x, const floating* w, Py_ssize_t n) noexcept nogil:
-    """x . w accumulated in double, in LANES independent sums (vectorised)."""
-    cdef Py_ssize_t i = 0, lane, blocked = n - n % LANES
-    cdef double acc[LANES]
-    for lane in range(LANES):
-        acc[lane] = 0
-    while i < blocked:
-        for lane in range(LANES):
-            acc[lane] += <double> x[i + lane] * w[i + lane]
-        i += LANES
-    for i in range(blocked, n):
-        acc[0] += <double> x[i] * w[i]
-    # Pairwise, in loops of constant length the compiler unrolls (LANES is 32).
-    for lane in range(16):
-        acc[lane] += acc[lane + 16]
-    for lane in range(8):
-        acc[lane] += acc[lane + 8]
-    for lane in range(4):
-        acc[lane] += acc[lane + 4]
-    return (acc[0] + acc[2]) + (acc[1] + acc[3])
-
 
 cdef int _perceptron_epoch(floating* coef, floating* intercept, const floating* X,
                            const floating* Y, const floating* sample_weight,
