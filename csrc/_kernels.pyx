@@ -792,6 +792,41 @@ cdef struct Update:
     bint skip_velocity
 
 
+cdef void _descend_outer(floating* p, const floating* x, const floating* d,
+                         Py_ssize_t n_rows, Py_ssize_t n_cols, floating lr,
+                         floating l2) noexcept nogil:
+    """Plain SGD from an outer product, p[r, j] -= lr (x[r] d[j] + l2 p[r, j]), four rows
+    per pass over d: online learning's rows are short, and one row per loop spends more
+    on loop overhead than on the update."""
+    cdef Py_ssize_t r = 0, j
+    cdef floating* p0
+    cdef floating* p1
+    cdef floating* p2
+    cdef floating* p3
+    cdef floating x0, x1, x2, x3
+    while r + 4 <= n_rows:
+        p0 = p + r * n_cols
+        p1 = p0 + n_cols
+        p2 = p1 + n_cols
+        p3 = p2 + n_cols
+        x0 = x[r]
+        x1 = x[r + 1]
+        x2 = x[r + 2]
+        x3 = x[r + 3]
+        for j in range(n_cols):
+            p0[j] = p0[j] - lr * (x0 * d[j] + l2 * p0[j])
+            p1[j] = p1[j] - lr * (x1 * d[j] + l2 * p1[j])
+            p2[j] = p2[j] - lr * (x2 * d[j] + l2 * p2[j])
+            p3[j] = p3[j] - lr * (x3 * d[j] + l2 * p3[j])
+        r += 4
+    while r < n_rows:
+        p0 = p + r * n_cols
+        x0 = x[r]
+        for j in range(n_cols):
+            p0[j] = p0[j] - lr * (x0 * d[j] + l2 * p0[j])
+        r += 1
+
+
 cdef void _step(const Update* up, floating* p, floating* v, floating* s, const floating* g,
                 const floating* x, Py_ssize_t n_rows, Py_ssize_t n_cols,
                 floating l2) noexcept nogil:
@@ -813,6 +848,9 @@ cdef void _step(const Update* up, floating* p, floating* v, floating* s, const f
     cdef floating beta_1 = <floating> up.beta_1, beta_2 = <floating> up.beta_2
     cdef floating one_minus_b1 = 1 - beta_1, one_minus_b2 = 1 - beta_2
     cdef floating epsilon = <floating> up.epsilon
+    if x != NULL and up.optimizer == _codes.SGD and up.momentum == 0 and up.skip_velocity:
+        _descend_outer(p, x, g, n_rows, n_cols, lr, l2)
+        return
     for r in range(n_rows):
         pr = p + r * n_cols
         vr = v + r * n_cols
