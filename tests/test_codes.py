@@ -4,7 +4,7 @@ reports the values it was built with)."""
 import pytest
 
 from fastnn import _codes
-from tests.conftest import load_backend
+from conftest import load_backend
 
 PYTHON_CODES = {
     name: getattr(_codes, name)

@@ -29,7 +29,7 @@ import pytest
 from fastnn import _codes
 from fastnn._backend import kernels
 from fastnn._network import as_layer_units, glorot_uniform_init
-from tests.conftest import load_backend
+from conftest import load_backend
 
 N_SAMPLES = 13
 N_FEATURES = 5
