@@ -56,7 +56,7 @@ def make_models(n_epochs, seed):
 
 def jacobian_norm(model, X):
     """Mean over ``X`` of ``||d code / d x||_F`` of a one-hidden-layer logistic encoder."""
-    W, b = model.coefs_[0], model.intercepts_[0]
+    W = model.coefs_[0]
     code = model.transform(X)
     slopes = code * (1.0 - code)  # logistic'(a) = o (1 - o)
     squared = (slopes ** 2) @ (W ** 2).sum(axis=0)

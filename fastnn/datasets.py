@@ -2,7 +2,8 @@
 
 Each loader returns ``(X, y)`` as NumPy arrays. The files are read from a data directory,
 searched in this order: the ``data_dir`` argument, the ``FASTNN_DATA`` environment
-variable, then ``../shared/data`` beside the repository checkout. Nothing is downloaded.
+variable, then ``../shared/data`` relative to the current directory (running from a
+checkout) and beside the source tree (an in-place build). Nothing is downloaded.
 """
 
 import gzip
@@ -29,7 +30,9 @@ def _candidate_dirs(data_dir):
     candidates = []
     if os.environ.get("FASTNN_DATA"):
         candidates.append(Path(os.environ["FASTNN_DATA"]))
-    candidates.append(_REPOSITORY_DATA_DIR)
+    candidates.append(Path.cwd().parent / "shared" / "data")
+    if _REPOSITORY_DATA_DIR not in candidates:
+        candidates.append(_REPOSITORY_DATA_DIR)
     return candidates
 
 
@@ -53,8 +56,8 @@ def load_sonar(data_dir=None):
     Parameters
     ----------
     data_dir : str or path-like, default=None
-        Directory holding ``sonar.all-data``; None searches ``$FASTNN_DATA`` and then
-        ``../shared/data`` beside the repository.
+        Directory holding ``sonar.all-data``; None searches the default directories
+        (module docstring).
 
     Returns
     -------
@@ -117,7 +120,7 @@ def load_mnist(data_dir=None, n=None):
     ----------
     data_dir : str or path-like, default=None
         Directory holding ``t10k-images-idx3-ubyte.gz`` and ``t10k-labels-idx1-ubyte.gz``;
-        None searches ``$FASTNN_DATA`` and then ``../shared/data``.
+        None searches the default directories (module docstring).
     n : int, default=None
         Return only the first ``n`` samples (all when None).
 

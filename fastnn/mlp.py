@@ -15,7 +15,6 @@ from ._params import available_if
 from ._validation import (
     DataConversionWarning,
     LabelCoder,
-    check_array,
     check_classification_targets,
     check_regression_targets,
     check_sample_weight,

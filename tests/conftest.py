@@ -6,11 +6,14 @@ that a broken build can never hide behind skipped tests.
 """
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import fastnn
 from fastnn import _backend
 
 DATA_DIR = Path(os.environ.get("FASTNN_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -56,3 +59,20 @@ def data_dir():
     if not DATA_DIR.is_dir():
         pytest.skip(f"shared data directory not found at {DATA_DIR}")
     return DATA_DIR
+
+
+# The directory holding the fastnn under test: site-packages after `pip install .`, the
+# checkout with an in-place build. Child interpreters must import that same fastnn, so they
+# run from there (with `python -c` / `-m` the current directory comes first on sys.path,
+# and a checkout's fastnn/ has no compiled extension unless it was built in place).
+FASTNN_PARENT = str(Path(fastnn.__file__).resolve().parents[1])
+
+
+def run_python(args, env=None, **kwargs):
+    """Run ``python ARGS`` in a child that imports the same fastnn as these tests."""
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [FASTNN_PARENT, env.get("PYTHONPATH")]))
+    kwargs.setdefault("cwd", FASTNN_PARENT)
+    kwargs.setdefault("capture_output", True)
+    kwargs.setdefault("text", True)
+    return subprocess.run([sys.executable, *args], env=env, **kwargs)

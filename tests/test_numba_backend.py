@@ -10,34 +10,23 @@ exercise. Subprocesses import numba but compile nothing big, to stay fast.
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-import fastnn
 from fastnn import _codes
 from fastnn._network import as_layer_units, glorot_uniform_init
 
-from conftest import load_backend
-
-# The directory holding the fastnn under test (the checkout or site-packages), for children.
-FASTNN_PARENT = str(Path(fastnn.__file__).resolve().parents[1])
+from conftest import load_backend, run_python
 
 
 def run_child(code, **env_overrides):
     """Run ``code`` in a fresh interpreter using this fastnn; return its last stdout line as JSON."""
     env = {k: v for k, v in os.environ.items() if k not in ("FASTNN_BACKEND", "PYTHONWARNINGS")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [FASTNN_PARENT, env.get("PYTHONPATH")]))
     env.update(env_overrides)
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True, text=True, env=env, timeout=300,
-    )
+    result = run_python(["-c", textwrap.dedent(code)], env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -88,11 +77,9 @@ def test_missing_extension_and_numba_fall_back_to_numpy_with_one_warning():
 def test_cython_backend_never_imports_numba():
     load_backend("cython")
     env = {k: v for k, v in os.environ.items() if k != "FASTNN_BACKEND"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [FASTNN_PARENT, env.get("PYTHONPATH")]))
-    result = subprocess.run(
-        [sys.executable, "-c",
-         "import fastnn, sys; fastnn.get_backend(); print('numba' in sys.modules)"],
-        capture_output=True, text=True, env=env, timeout=120,
+    result = run_python(
+        ["-c", "import fastnn, sys; fastnn.get_backend(); print('numba' in sys.modules)"],
+        env=env, timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
