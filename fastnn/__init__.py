@@ -17,6 +17,8 @@ _LAZY = {
     "DenoisingAutoencoder": "fastnn.autoencoder",
     "ContractiveAutoencoder": "fastnn.autoencoder",
     "load": "fastnn._persistence",
+    "ConvergenceWarning": "fastnn._validation",
+    "NotFittedError": "fastnn._validation",
 }
 
 __all__ = [
