@@ -905,7 +905,7 @@ cdef int _sgd_epoch(const Net* net, const Objective* obj, floating* params,
                     double beta_1, double beta_2, double epsilon, int64_t adam_step,
                     floating* velocity, floating* second_moment, floating* ws,
                     double* loss_sum, double* penalty_sum) noexcept nogil:
-    cdef Py_ssize_t L = net.n_layers, start, stop, n_rows, i, r, batch = 0
+    cdef Py_ssize_t L = net.n_layers, start, stop, n_rows, i, r, batch = 0, last_start
     cdef const int64_t* u = net.units
     cdef floating* grad = ws + net.lay[_fixed(L, FIX_GRAD)]
     cdef double data, pen, S, weight_sq, t
@@ -923,6 +923,16 @@ cdef int _sgd_epoch(const Net* net, const Objective* obj, floating* params,
     up.beta_2 = beta_2
     up.epsilon = epsilon
     weight_sq = _weight_sq(net, params) if obj.alpha != 0 else 0
+    # A batch whose weights sum to zero contributes nothing (docs/kernels.md), so the
+    # velocity of plain SGD is stored at the last batch of non-zero weight.
+    last_start = ((n_order - 1) // batch_size) * batch_size
+    while last_start >= 0:
+        S = 0
+        for r in range(last_start, min(last_start + batch_size, n_order)):
+            S += sample_weight[order[r]]
+        if S != 0:
+            break
+        last_start -= batch_size
     start = 0
     while start < n_order:
         stop = min(start + batch_size, n_order)
@@ -930,8 +940,12 @@ cdef int _sgd_epoch(const Net* net, const Objective* obj, floating* params,
         S = 0
         for r in range(start, stop):
             S += sample_weight[order[r]]
+        if S == 0:  # no update, no loss; Adam's step number still counts the batch
+            start = stop
+            batch += 1
+            continue
         l2 = <floating> (obj.alpha / S)
-        up.skip_velocity = stop < n_order
+        up.skip_velocity = start < last_start
         # Without contraction the weight gradient need not be stored: one row makes it
         # the outer product of the layer input and delta, applied row by row in the
         # update; plain SGD folds the update into the gradient product.
@@ -1189,6 +1203,9 @@ def loss_and_gradient(const floating[::1] params, const int64_t[::1] layer_units
     cdef int64_t[::1] rows = np.arange(n, dtype=np.int64)
     _check_rows(X, Y, sample_weight, rows)
     cdef double data = 0, pen = 0
+    if _sample_weight_sum(&sample_weight[0], n) == 0:  # contributes nothing (docs/kernels.md)
+        grad[:] = 0
+        return 0.0, 0.0
     with nogil:
         _batch_gradient(net, &obj, &params[0], &X[0, 0], &Y[0, 0], &sample_weight[0],
                         &rows[0], n, &workspace[0], &grad[0], WEIGHT_GRADS, 0, 0,

@@ -642,6 +642,9 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
     weight_sum = 0.0
     for i in range(n_rows):
         weight_sum += sample_weight[i]
+    if weight_sum == 0:  # a batch of zero weight contributes nothing (docs/kernels.md)
+        grad[:] = 0
+        return 0.0, 0.0
 
     for i in range(n_layers):
         _dense(_activations(workspace, layout, layer_units, i, n_rows),
@@ -770,6 +773,12 @@ def _sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, 
     for start in range(0, n_total, batch_size):
         rows = order[start:min(start + batch_size, n_total)]
         n_rows = rows.shape[0]
+        weight_sum = 0.0
+        for r in range(n_rows):
+            weight_sum += sample_weight[rows[r]]
+        if weight_sum == 0:  # contributes nothing; Adam's step number still counts it
+            batch += 1
+            continue
         _gather_batch(X, Y, sample_weight, rows, noise, noise_level, noise_seed, epoch,
                       workspace, layout, layer_units)
         data_loss, penalty = _batch_objective(

@@ -402,14 +402,18 @@ def batch_objective(params, layer_units, hidden_activation, output_activation, l
     ``D`` is :func:`data_loss`; ``P`` is :func:`l2_penalty` plus, on the hidden layers ``k``
     with ``penalized[k-1] == 1``, :func:`l1_activity_penalty`, :func:`kl_sparsity_penalty`
     and :func:`contractive_penalty` (each only when its weight is non-zero). Returns
-    ``(D, P)`` as Python floats.
+    ``(D, P)`` as Python floats; a batch whose weights sum to zero gives ``(0.0, 0.0)`` and
+    a zero gradient.
     """
     sample_weight = _sample_weight(sample_weight, len(X), X.dtype)
+    S = _weight_sum(sample_weight)
+    if S == 0:  # a batch of zero weight contributes nothing (docs/kernels.md)
+        grad[...] = 0
+        return 0.0, 0.0
     pre_activations, activations = forward_pass(
         params, layer_units, hidden_activation, output_activation, X
     )
     coefs, _ = layer_views(params, layer_units)
-    S = _weight_sum(sample_weight)
     data = data_loss(loss, Y, activations[-1], sample_weight)
     penalty = l2_penalty(coefs, alpha, S)
 
@@ -575,7 +579,8 @@ def sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, X
 
     Per batch: corrupt the input (:func:`corrupted`), :func:`batch_objective`, then
     :func:`sgd_update` or :func:`adam_update` (step ``t = adam_step + b + 1``), in place on
-    ``params``, ``velocity`` and ``second_moment``. Returns ``(loss_sum, penalty_sum, ok)``
+    ``params``, ``velocity`` and ``second_moment``. A batch whose weights sum to zero is
+    skipped: no update, nothing added to the sums (its ``b`` still counts for Adam). Returns ``(loss_sum, penalty_sum, ok)``
     with ``loss_sum = sum_b n_b D_b``, ``penalty_sum = sum_b n_b P_b``, and ``ok = 0`` (and
     an immediate stop) when a batch objective or the parameters become non-finite.
     """
@@ -586,6 +591,8 @@ def sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, X
     batch_size = int(batch_size)
     for batch, start in enumerate(range(0, len(order), batch_size)):
         rows = order[start:start + batch_size]
+        if _weight_sum(sample_weight[rows]) == 0:
+            continue  # contributes nothing, optimiser state included; Adam's t still counts it
         # overflow is not worth a warning here: it is reported through ``ok``
         with np.errstate(over="ignore", invalid="ignore"):
             X_batch = corrupted(X[rows], rows, noise, noise_level, noise_seed, epoch)

@@ -387,6 +387,89 @@ def test_nonfinite_objective_stops_the_epoch(fast_backend):
     assert results[0][2] == 0 and results[1][2] == 0
 
 
+# --------------------------------------------------------------------------------------
+# Batches whose sample weights sum to zero contribute nothing (docs/kernels.md)
+# --------------------------------------------------------------------------------------
+
+def _zero_weight_problem(optimizer, zero_rows, batch_size=5):
+    """A float64 problem with one fixed order over 5 epochs and weight 0 on ``zero_rows``
+    (positions in that order)."""
+    row = dict(DESIGN[0], dtype="float64", optimizer=optimizer, activation="tanh",
+               depth=1, penalty="l2", noise="none", weights="random", batch_size=batch_size)
+    p = _problem(row)
+    order = p["orders"][0]
+    p["orders"] = [order] * 5
+    p["sample_weight"] = p["sample_weight"].copy()
+    p["sample_weight"][order[list(zero_rows)]] = 0
+    return p
+
+
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+@pytest.mark.parametrize("zero_rows", [range(5, 10), range(10, 13), (0, 3, 11)],
+                         ids=["middle-batch", "last-batch", "mixed"])
+def test_zero_weight_batches_match_reference(fast_backend, optimizer, zero_rows):
+    problem = _zero_weight_problem(optimizer, zero_rows)
+    expected = _train(kernels("numpy"), problem, 5)
+    got = _train(kernels(fast_backend), problem, 5)
+    for name, e, g in zip(("params", "velocity", "second_moment", "loss sums"), expected, got):
+        np.testing.assert_allclose(g, e, err_msg=name, **_tolerance(np.float64))
+        assert np.all(np.isfinite(g)), name
+    assert not np.array_equal(got[0], problem["params"])  # the other batches trained
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov"])
+def test_reference_skips_a_zero_weight_batch(optimizer):
+    """With SGD the epoch equals one over the order without the zero batch's rows; an epoch
+    of zero-weight batches only leaves everything as it was."""
+    reference = kernels("numpy")
+    p = _zero_weight_problem(optimizer, range(5, 10))
+    order = p["orders"][0]
+    trained = _train(reference, p, 5)
+    p_without = dict(p, orders=[np.concatenate([order[:5], order[10:]])] * 5)
+    without = _train(reference, p_without, 5)
+    for name, e, g in zip(("params", "velocity"), without, trained):
+        np.testing.assert_array_equal(g, e, err_msg=name)
+    np.testing.assert_array_equal(trained[3], without[3])  # loss sums: the batch adds 0
+
+    p_none = dict(p, sample_weight=np.zeros_like(p["sample_weight"]))
+    params, velocity, _, sums = _train(reference, p_none, 2)
+    np.testing.assert_array_equal(params, p["params"])
+    np.testing.assert_array_equal(velocity, 0)
+    np.testing.assert_array_equal(sums, 0)
+
+
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+def test_zero_weight_rows_train_as_if_absent(backend, optimizer):
+    """One batch (batch_size > n) with some zero weights trains as the reference does on the
+    data without those rows; the loss sums differ only by the row count n_B."""
+    zero = np.array([1, 4, 8, 12])
+    p = _zero_weight_problem(optimizer, (), batch_size=20)
+    p["sample_weight"][zero] = 0
+    p["orders"] = [np.arange(N_SAMPLES, dtype=np.int64)] * 5
+    keep = np.setdiff1d(np.arange(N_SAMPLES), zero)
+    p_absent = dict(p, X=p["X"][keep], Y=p["Y"][keep], sample_weight=p["sample_weight"][keep],
+                    orders=[np.arange(len(keep), dtype=np.int64)] * 5)
+    got = _train(kernels(backend), p, 5)
+    expected = _train(kernels("numpy"), p_absent, 5)
+    tolerance = _tolerance(np.float64)
+    for name, e, g in zip(("params", "velocity", "second_moment"), expected, got):
+        np.testing.assert_allclose(g, e, err_msg=name, **tolerance)
+    np.testing.assert_allclose(got[3] / N_SAMPLES, expected[3] / len(keep), **tolerance)
+
+
+def test_zero_weight_loss_and_gradient(backend):
+    p = _problem(dict(DESIGN[0], dtype="float64", depth=1, penalty="l2"))
+    module = kernels(backend)
+    grad = np.full_like(p["params"], np.nan)
+    workspace = module.make_workspace(p["units"], N_SAMPLES, np.float64, False)
+    result = module.loss_and_gradient(
+        p["params"], p["units"], p["hidden_activation"], p["output_activation"], p["loss"],
+        p["X"], p["Y"], np.zeros(N_SAMPLES), p["alpha"], 0.0, 0.0, 0.2, 0.0, p["penalized"],
+        _codes.NO_NOISE, 0.0, 0, 0, grad, workspace)
+    assert result == (0.0, 0.0)
+    np.testing.assert_array_equal(grad, 0)
+
+
 def test_negative_seed_is_taken_mod_2_64(fast_backend):
     X = np.random.RandomState(0).normal(size=(6, 5))
     index = np.arange(6, dtype=np.int64)
