@@ -309,13 +309,26 @@ def _matmul(A, B, out):
                 total += A[i, p] * B[p, 0]
             out[i, 0] = total
     else:
+        # Four rows of B per pass over out[i]: a quarter of the loads and stores of
+        # out[i], which LLVM must keep in memory (it cannot rule out that out aliases B).
         for i in range(m):
             for j in range(n):
                 out[i, j] = 0
-            for p in range(k):
+            p = 0
+            while p + 4 <= k:
+                a0 = A[i, p]
+                a1 = A[i, p + 1]
+                a2 = A[i, p + 2]
+                a3 = A[i, p + 3]
+                for j in range(n):
+                    out[i, j] += ((a0 * B[p, j] + a1 * B[p + 1, j])
+                                  + (a2 * B[p + 2, j] + a3 * B[p + 3, j]))
+                p += 4
+            while p < k:
                 a = A[i, p]
                 for j in range(n):
                     out[i, j] += a * B[p, j]
+                p += 1
 
 
 @_jit
@@ -602,25 +615,53 @@ def _deltas(workspace, layout, layer_units, k, n_rows):
 
 
 @_jit
-def _gather_batch(X, Y, sample_weight, rows, noise, noise_level, noise_seed, epoch,
-                  workspace, layout, layer_units):
-    """Copy (and corrupt) the batch's rows ``rows`` of X, Y and the weights into the workspace.
+def _weight_views(params, layer_units, offsets):
+    """Lists of the 2-D weight views ``W_i`` and the bias views ``b_i`` of a flat buffer.
+
+    Built once per epoch: a view costs about 30 ns to make, as much as the arithmetic of
+    a small layer in online learning.
+    """
+    n_layers = layer_units.shape[0] - 1
+    weights = [_weights(params, layer_units, offsets, i) for i in range(n_layers)]
+    biases = [_biases(params, layer_units, offsets, i) for i in range(n_layers)]
+    return weights, biases
+
+
+@_jit
+def _batch_views(workspace, layout, layer_units, n_rows):
+    """Views of a batch of ``n_rows`` rows in the workspace, built once per batch size.
+
+    Returns ``(activations, deltas, targets, weights)``: ``activations[k] = o^k`` (k = 0..L),
+    ``deltas[k] = E^k`` (k = 1..L; entry 0 is ``o^0``, a placeholder of the same type),
+    the targets and the sample weights.
+    """
+    n_layers = layer_units.shape[0] - 1
+    activations = [_activations(workspace, layout, layer_units, k, n_rows)
+                   for k in range(n_layers + 1)]
+    deltas = [_deltas(workspace, layout, layer_units, max(k, 1), n_rows)
+              for k in range(n_layers + 1)]
+    deltas[0] = activations[0]
+    targets = _view(workspace, layout[_TARGETS], n_rows, layer_units[n_layers])
+    weights = workspace[layout[_WEIGHTS]:layout[_WEIGHTS] + n_rows]
+    return activations, deltas, targets, weights
+
+
+@_jit
+def _gather_batch(X, Y, sample_weight, rows, noise, noise_level, noise_seed, epoch, inputs,
+                  targets, weights):
+    """Copy (and corrupt) the batch's rows ``rows`` of X, Y and the weights into the workspace
+    views ``inputs``, ``targets``, ``weights``.
 
     The batch objective then always reads workspace memory: one compiled signature per
     dtype, and contiguous operands for BLAS.
     """
-    n_rows = rows.shape[0]
-    n_features = layer_units[0]
-    inputs = _activations(workspace, layout, layer_units, 0, n_rows)
-    targets = _view(workspace, layout[_TARGETS], n_rows, Y.shape[1])
-    weights = workspace[layout[_WEIGHTS]:layout[_WEIGHTS] + n_rows]
-    for r in range(n_rows):
+    for r in range(rows.shape[0]):
         sample = rows[r]
         if noise == NO_NOISE:
-            for j in range(n_features):
+            for j in range(inputs.shape[1]):
                 inputs[r, j] = X[sample, j]
         else:
-            for j in range(n_features):
+            for j in range(inputs.shape[1]):
                 inputs[r, j] = _corrupt_value(X[sample, j], sample, j, noise, noise_level,
                                               noise_seed, epoch)
         for j in range(Y.shape[1]):
@@ -628,17 +669,70 @@ def _gather_batch(X, Y, sample_weight, rows, noise, noise_level, noise_seed, epo
         weights[r] = sample_weight[sample]
 
 
-@_jit
-def _batch_objective(params, layer_units, offsets, hidden_activation, output_activation,
-                     loss, n_rows, alpha, l1_weight, kl_weight, kl_target, contraction_weight,
-                     penalized, eps, grad, workspace, layout):
-    """Forward, objective and gradient (into ``grad``) of the batch gathered in the workspace.
+# What _batch_objective does with the weight gradients (csrc/_kernels.pyx's weight_mode).
+_WEIGHT_GRADS = 0    # write them into grad
+_WEIGHT_SKIP = 1     # one row: plain SGD from the outer product o^T E, never stored
+_WEIGHT_DESCEND = 2  # plain SGD folded into the product o^T E, never stored
 
-    Returns ``(D, P)``.
+
+@_jit
+def _descend_outer(W, x, d, rate, l2):
+    """Plain SGD from an outer product, ``W[r, j] -= rate (x[r] d[j] + l2 W[r, j])``.
+
+    Mirrors csrc/_kernels.pyx:_descend_outer (same arithmetic, row by row here: LLVM
+    vectorises the loop over j either way).
+    """
+    for r in range(W.shape[0]):
+        a = x[r]
+        for j in range(W.shape[1]):
+            W[r, j] = W[r, j] - rate * (a * d[j] + l2 * W[r, j])
+
+
+@_jit
+def _descend_product(A, E, W, rate, l2, scratch):
+    """Plain SGD folded into the gradient product: ``W <- (1 - rate l2) W - rate A^T E``.
+
+    Mirrors the WEIGHT_DESCEND branch of csrc/_kernels.pyx:_batch_gradient (its
+    ``gemm_scaled``). Direct loops for small products; BLAS into ``scratch`` (the weight
+    gradient's region, W's shape) and one pass otherwise.
+    """
+    k, m = A.shape
+    n = E.shape[1]
+    keep = 1.0 - rate * l2
+    if m * n * k > _DIRECT_MAX_MULADDS:
+        np.dot(A.T, E, out=scratch)
+        for i in range(m):
+            for j in range(n):
+                W[i, j] = keep * W[i, j] - rate * scratch[i, j]
+        return
+    if keep != 1.0:
+        for i in range(m):
+            for j in range(n):
+                W[i, j] = keep * W[i, j]
+    for p in range(k):
+        for i in range(m):
+            a = rate * A[p, i]
+            for j in range(n):
+                W[i, j] -= a * E[p, j]
+
+
+@_jit
+def _batch_objective(params, layer_units, offsets, weights, biases, grad_weights,
+                     grad_biases, activations, deltas, Y, sample_weight, hidden_activation,
+                     output_activation, loss, n_rows, alpha, l1_weight, kl_weight, kl_target,
+                     contraction_weight, penalized, eps, grad, workspace, layout, weight_mode,
+                     descent_rate):
+    """Forward, objective and gradient of the batch gathered in the workspace.
+
+    Mirrors csrc/_kernels.pyx:_batch_gradient. ``weights``/``biases`` are the views of
+    ``params``, ``grad_weights``/``grad_biases`` those of ``grad`` (``_weight_views``),
+    ``activations``/``deltas``/``Y``/``sample_weight`` those of the batch
+    (``_batch_views``). ``weight_mode`` (``_WEIGHT_*``): the weight gradients go into
+    ``grad``, or plain SGD with rate ``descent_rate`` is applied to the weights (not the
+    biases) without storing them. Returns ``(D, P)``; a batch of zero weight gives
+    ``(0, 0)`` and a zero gradient, and changes nothing.
     """
     n_layers = layer_units.shape[0] - 1
-    Y = _view(workspace, layout[_TARGETS], n_rows, layer_units[n_layers])
-    sample_weight = workspace[layout[_WEIGHTS]:layout[_WEIGHTS] + n_rows]
     weight_sum = 0.0
     for i in range(n_rows):
         weight_sum += sample_weight[i]
@@ -647,16 +741,12 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
         return 0.0, 0.0
 
     for i in range(n_layers):
-        _dense(_activations(workspace, layout, layer_units, i, n_rows),
-               _weights(params, layer_units, offsets, i),
-               _biases(params, layer_units, offsets, i),
+        _dense(activations[i], weights[i], biases[i],
                _layer_activation(i, n_layers, hidden_activation, output_activation),
-               _activations(workspace, layout, layer_units, i + 1, n_rows))
+               activations[i + 1])
 
-    data_loss = _output_delta(
-        _activations(workspace, layout, layer_units, n_layers, n_rows), Y, sample_weight,
-        weight_sum, output_activation, loss, eps,
-        _deltas(workspace, layout, layer_units, n_layers, n_rows))
+    data_loss = _output_delta(activations[n_layers], Y, sample_weight, weight_sum,
+                              output_activation, loss, eps, deltas[n_layers])
     penalty = 0.0
     if alpha != 0:
         penalty += alpha / (2.0 * weight_sum) * _squared_weights(params, layer_units, offsets)
@@ -669,12 +759,16 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
             weight_sum, contraction_weight, workspace, layout)
 
     for k in range(n_layers - 1, 0, -1):
-        O = _activations(workspace, layout, layer_units, k, n_rows)
-        E = _deltas(workspace, layout, layer_units, k, n_rows)
-        _matmul_bt(_deltas(workspace, layout, layer_units, k + 1, n_rows),
-                   _weights(params, layer_units, offsets, k), E)
+        O = activations[k]
+        E = deltas[k]
+        _matmul_bt(deltas[k + 1], weights[k], E)
         use_l1 = penalized[k - 1] != 0 and l1_weight > 0
         use_kl = penalized[k - 1] != 0 and kl_weight > 0
+        if not (use_l1 or use_kl or k <= contracted):  # the common case: one tight loop
+            for i in range(n_rows):
+                for j in range(E.shape[1]):
+                    E[i, j] = E[i, j] * _derivative(O[i, j], hidden_activation)
+            continue
         kl_grad = workspace[layout[_KL]:layout[_KL] + layer_units[k]]
         if use_l1:
             penalty += l1_weight / weight_sum * _l1_penalty(O, sample_weight)
@@ -697,26 +791,32 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
                     e += curvature[i, j]
                 E[i, j] = e
 
-    cgrad = workspace[layout[_CGRAD]:]
+    l2 = alpha / weight_sum
     for i in range(n_layers):
-        W = _weights(params, layer_units, offsets, i)
-        W_grad = _weights(grad, layer_units, offsets, i)
-        W_direct = _weights(cgrad, layer_units, offsets, i) if i < contracted else W
-        E = _deltas(workspace, layout, layer_units, i + 1, n_rows)
-        _matmul_at(_activations(workspace, layout, layer_units, i, n_rows), E, W_grad)
+        W = weights[i]
+        W_grad = grad_weights[i]
+        E = deltas[i + 1]
+        b_grad = grad_biases[i]
+        b_grad[:] = 0
+        for r in range(n_rows):  # row by row: contiguous, vectorised
+            for c in range(W.shape[1]):
+                b_grad[c] += E[r, c]
+        if weight_mode == _WEIGHT_SKIP:
+            _descend_outer(W, activations[i][0], E[0], descent_rate, l2)
+            continue
+        if weight_mode == _WEIGHT_DESCEND:
+            _descend_product(activations[i], E, W, descent_rate, l2, W_grad)
+            continue
+        _matmul_at(activations[i], E, W_grad)
         if alpha != 0 or i < contracted:
-            l2 = alpha / weight_sum
+            cgrad = workspace[layout[_CGRAD]:]
+            W_direct = _weights(cgrad, layer_units, offsets, i) if i < contracted else W
             for r in range(W.shape[0]):
                 for c in range(W.shape[1]):
                     value = np.float64(W_grad[r, c]) + l2 * W[r, c]
                     if i < contracted:
                         value += W_direct[r, c]
                     W_grad[r, c] = value
-        b_grad = _biases(grad, layer_units, offsets, i)
-        b_grad[:] = 0
-        for r in range(n_rows):  # row by row: contiguous, vectorised
-            for c in range(W.shape[1]):
-                b_grad[c] += E[r, c]
     return data_loss, penalty
 
 
@@ -758,38 +858,86 @@ def _adam_step(params, grad, first_moment, second_moment, learning_rate, beta_1,
 
 
 @_jit
+def _batch_weight_sum(sample_weight, order, start, stop):
+    total = 0.0
+    for r in range(start, stop):
+        total += sample_weight[order[r]]
+    return total
+
+
+@_jit
 def _sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, X, Y,
                sample_weight, order, batch_size, optimizer, learning_rate, momentum,
                nesterov, beta_1, beta_2, epsilon, adam_step, velocity, second_moment, alpha,
                l1_weight, kl_weight, kl_target, contraction_weight, penalized, noise,
                noise_level, noise_seed, epoch, eps, workspace):
+    """Mirrors csrc/_kernels.pyx:_sgd_epoch, its plain SGD fast paths included.
+
+    Without contraction, plain SGD (momentum 0) needs neither the stored gradient nor the
+    velocity (v = -lr g is only written at the last batch of non-zero weight, where the
+    caller can see it): a one-row batch applies the update from the outer product of the
+    layer input and delta, a larger one folds it into the gradient product. All views are
+    made once per epoch (and once more for a shorter last batch).
+    """
     n_total = order.shape[0]
+    n_layers = layer_units.shape[0] - 1
     offsets = _param_offsets(layer_units)
-    layout = _layout(layer_units, min(batch_size, n_total), contraction_weight > 0)
+    rows_full = min(batch_size, n_total)
+    layout = _layout(layer_units, rows_full, contraction_weight > 0)
     grad = workspace[layout[_GRAD]:layout[_GRAD] + params.shape[0]]
+    weights, biases = _weight_views(params, layer_units, offsets)
+    grad_weights, grad_biases = _weight_views(grad, layer_units, offsets)
+    activations, deltas, targets, batch_weights = _batch_views(workspace, layout,
+                                                               layer_units, rows_full)
+    plain = (optimizer != ADAM and momentum == 0
+             and not (contraction_weight > 0 and _deepest_penalized(penalized) > 0))
+    # A batch of zero weight contributes nothing (docs/kernels.md): the velocity of plain
+    # SGD is written at the last batch of non-zero weight.
+    last_start = ((n_total - 1) // batch_size) * batch_size
+    while last_start >= 0:
+        if _batch_weight_sum(sample_weight, order, last_start,
+                             min(last_start + batch_size, n_total)) != 0:
+            break
+        last_start -= batch_size
     loss_sum = 0.0
     penalty_sum = 0.0
     batch = 0
     for start in range(0, n_total, batch_size):
-        rows = order[start:min(start + batch_size, n_total)]
-        n_rows = rows.shape[0]
-        weight_sum = 0.0
-        for r in range(n_rows):
-            weight_sum += sample_weight[rows[r]]
-        if weight_sum == 0:  # contributes nothing; Adam's step number still counts it
-            batch += 1
+        stop = min(start + batch_size, n_total)
+        n_rows = stop - start
+        if _batch_weight_sum(sample_weight, order, start, stop) == 0:
+            batch += 1  # no update, no loss; Adam's step number still counts the batch
             continue
-        _gather_batch(X, Y, sample_weight, rows, noise, noise_level, noise_seed, epoch,
-                      workspace, layout, layer_units)
+        if n_rows != rows_full:  # the shorter last batch
+            activations, deltas, targets, batch_weights = _batch_views(
+                workspace, layout, layer_units, n_rows)
+        _gather_batch(X, Y, sample_weight, order[start:stop], noise, noise_level, noise_seed,
+                      epoch, activations[0], targets, batch_weights)
+        weight_mode = _WEIGHT_GRADS
+        if plain and start < last_start:
+            weight_mode = _WEIGHT_SKIP if n_rows == 1 else _WEIGHT_DESCEND
         data_loss, penalty = _batch_objective(
-            params, layer_units, offsets, hidden_activation, output_activation, loss, n_rows,
-            alpha, l1_weight, kl_weight, kl_target, contraction_weight, penalized, eps, grad,
-            workspace, layout)
+            params, layer_units, offsets, weights, biases, grad_weights, grad_biases,
+            activations, deltas, targets, batch_weights, hidden_activation,
+            output_activation, loss, n_rows, alpha, l1_weight, kl_weight, kl_target,
+            contraction_weight, penalized, eps, grad, workspace, layout, weight_mode,
+            learning_rate)
         if not (np.isfinite(data_loss) and np.isfinite(penalty)):
             return loss_sum, penalty_sum, 0
         loss_sum += n_rows * data_loss
         penalty_sum += n_rows * penalty
-        if optimizer == ADAM:
+        if weight_mode != _WEIGHT_GRADS:
+            # The weights are updated; the biases' gradient is in grad. Their finiteness
+            # is the per-batch check; the weights are checked at the end of the epoch
+            # (docs/kernels.md allows it).
+            finite = True
+            for i in range(n_layers):
+                b = biases[i]
+                b_grad = grad_biases[i]
+                for c in range(b.shape[0]):
+                    b[c] = b[c] - learning_rate * b_grad[c]
+                    finite &= abs(b[c]) < np.inf
+        elif optimizer == ADAM:
             finite = _adam_step(params, grad, velocity, second_moment, learning_rate, beta_1,
                                 beta_2, epsilon, np.float64(adam_step + batch + 1))
         else:
@@ -797,6 +945,9 @@ def _sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, 
         if not finite:
             return loss_sum, penalty_sum, 0
         batch += 1
+    for p in range(params.shape[0]):
+        if not abs(params[p]) < np.inf:
+            return loss_sum, penalty_sum, 0
     return loss_sum, penalty_sum, 1
 
 
@@ -806,14 +957,20 @@ def _loss_and_gradient(params, layer_units, hidden_activation, output_activation
                        contraction_weight, penalized, noise, noise_level, noise_seed, epoch,
                        eps, grad, workspace):
     n_rows = X.shape[0]
+    offsets = _param_offsets(layer_units)
     layout = _layout(layer_units, n_rows, contraction_weight > 0)
+    weights, biases = _weight_views(params, layer_units, offsets)
+    grad_weights, grad_biases = _weight_views(grad, layer_units, offsets)
+    activations, deltas, targets, batch_weights = _batch_views(workspace, layout,
+                                                               layer_units, n_rows)
     rows = np.arange(n_rows)  # row r is sample r for the noise generator
-    _gather_batch(X, Y, sample_weight, rows, noise, noise_level, noise_seed, epoch, workspace,
-                  layout, layer_units)
-    return _batch_objective(params, layer_units, _param_offsets(layer_units),
+    _gather_batch(X, Y, sample_weight, rows, noise, noise_level, noise_seed, epoch,
+                  activations[0], targets, batch_weights)
+    return _batch_objective(params, layer_units, offsets, weights, biases, grad_weights,
+                            grad_biases, activations, deltas, targets, batch_weights,
                             hidden_activation, output_activation, loss, n_rows, alpha,
                             l1_weight, kl_weight, kl_target, contraction_weight, penalized,
-                            eps, grad, workspace, layout)
+                            eps, grad, workspace, layout, _WEIGHT_GRADS, 0.0)
 
 
 # ---------------------------------------------------------------------------------------
