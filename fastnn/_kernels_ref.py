@@ -580,9 +580,10 @@ def sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, X
     Per batch: corrupt the input (:func:`corrupted`), :func:`batch_objective`, then
     :func:`sgd_update` or :func:`adam_update` (step ``t = adam_step + b + 1``), in place on
     ``params``, ``velocity`` and ``second_moment``. A batch whose weights sum to zero is
-    skipped: no update, nothing added to the sums (its ``b`` still counts for Adam). Returns ``(loss_sum, penalty_sum, ok)``
-    with ``loss_sum = sum_b n_b D_b``, ``penalty_sum = sum_b n_b P_b``, and ``ok = 0`` (and
-    an immediate stop) when a batch objective or the parameters become non-finite.
+    skipped: no update, nothing added to the sums (its ``b`` still counts for Adam).
+    Returns ``(loss_sum, penalty_sum, ok)`` with ``loss_sum = sum_b n_b D_b``,
+    ``penalty_sum = sum_b n_b P_b``, and ``ok = 0`` (and an immediate stop) when a batch
+    objective or the parameters become non-finite.
     """
     if optimizer not in (SGD, ADAM):
         raise ValueError(f"Unknown optimizer code {optimizer!r}.")
