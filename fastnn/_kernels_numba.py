@@ -15,6 +15,8 @@ import warnings
 
 import numba
 import numpy as np
+from numba import types
+from numba.extending import intrinsic
 
 from fastnn._codes import (
     ADAM,
@@ -113,7 +115,7 @@ def _corrupt(X, sample_index, noise, noise_level, seed, epoch, out):
 # Activations and their derivatives, written in terms of the output o = g(a).
 
 
-@_jit
+@_jit(inline="always")
 def _activate(Z, activation):
     """Apply ``activation`` to the pre-activations ``Z`` in place."""
     n, m = Z.shape
@@ -144,7 +146,7 @@ def _activate(Z, activation):
     # identity: nothing to do
 
 
-@_jit
+@_jit(inline="always")
 def _derivative(o, activation):
     """g'(a) from o = g(a); relu's derivative at 0 is 0."""
     if activation == LOGISTIC:
@@ -164,6 +166,31 @@ def _second_derivative(o, activation):
     if activation == TANH:
         return -2.0 * o * (1.0 - o * o)
     return 0.0
+
+
+# ---------------------------------------------------------------------------------------
+# Unowned arrays. Every array Numba makes from another (a view, a slice, a list entry, an
+# argument) takes a reference on the owner's memory with an atomic increment, and drops it
+# with an atomic decrement; in online learning those pairs cost as much as the arithmetic
+# (about 40% of an epoch of W2). An array made from a raw pointer has no owner, so its
+# views skip them. Only for buffers the caller keeps alive for the whole call.
+
+
+@intrinsic
+def _data_pointer(typingctx, array):
+    """The data pointer of ``array``."""
+    signature = types.CPointer(array.dtype)(array)
+
+    def codegen(context, builder, sig, args):
+        return context.make_array(sig.args[0])(context, builder, args[0]).data
+
+    return signature, codegen
+
+
+@_jit(inline="always")
+def _unowned(array):
+    """``array`` (C-contiguous) without an owner: no reference counting on its views."""
+    return numba.carray(_data_pointer(array), array.shape)
 
 
 # ---------------------------------------------------------------------------------------
@@ -295,7 +322,7 @@ def make_workspace(layer_units, batch_size, dtype, contraction):
 _DIRECT_MAX_MULADDS = 4096
 
 
-@_jit
+@_jit(inline="always")
 def _matmul(A, B, out):
     """``out = A @ B``."""
     m, k = A.shape
@@ -331,7 +358,7 @@ def _matmul(A, B, out):
                 p += 1
 
 
-@_jit
+@_jit(inline="always")
 def _matmul_at(A, B, out):
     """``out = A.T @ B``."""
     k, m = A.shape
@@ -354,7 +381,7 @@ def _matmul_at(A, B, out):
                     out[i, j] += a * B[p, j]
 
 
-@_jit
+@_jit(inline="always")
 def _matmul_bt(A, B, out):
     """``out = A @ B.T``."""
     m, k = A.shape
@@ -379,7 +406,7 @@ def _matmul_bt(A, B, out):
 # Forward pass.
 
 
-@_jit
+@_jit(inline="always")
 def _dense(inputs, W, b, activation, out):
     """``out = g(inputs @ W + b)``: BLAS for the product, a loop for the rest."""
     _matmul(inputs, W, out)
@@ -389,7 +416,7 @@ def _dense(inputs, W, b, activation, out):
     _activate(out, activation)
 
 
-@_jit
+@_jit(inline="always")
 def _layer_activation(i, n_layers, hidden_activation, output_activation):
     return output_activation if i == n_layers - 1 else hidden_activation
 
@@ -436,7 +463,7 @@ def _forward(params, layer_units, hidden_activation, output_activation, first_la
 # the product o^{k-1}^T E^k plus (alpha / S) W_{k-1}, without a pass dividing by S.
 
 
-@_jit
+@_jit(inline="always")
 def _output_delta(P, Y, sample_weight, weight_sum, output_activation, loss, eps, E):
     """Write ``(s_i / S) delta`` of the output layer into ``E``; return ``D``."""
     total = 0.0
@@ -646,7 +673,7 @@ def _batch_views(workspace, layout, layer_units, n_rows):
     return activations, deltas, targets, weights
 
 
-@_jit
+@_jit(inline="always")
 def _gather_batch(X, Y, sample_weight, rows, noise, noise_level, noise_seed, epoch, inputs,
                   targets, weights):
     """Copy (and corrupt) the batch's rows ``rows`` of X, Y and the weights into the workspace
@@ -675,7 +702,7 @@ _WEIGHT_SKIP = 1     # one row: plain SGD from the outer product o^T E, never st
 _WEIGHT_DESCEND = 2  # plain SGD folded into the product o^T E, never stored
 
 
-@_jit
+@_jit(inline="always")
 def _descend_outer(W, x, d, rate, l2):
     """Plain SGD from an outer product, ``W[r, j] -= rate (x[r] d[j] + l2 W[r, j])``.
 
@@ -688,7 +715,7 @@ def _descend_outer(W, x, d, rate, l2):
             W[r, j] = W[r, j] - rate * (a * d[j] + l2 * W[r, j])
 
 
-@_jit
+@_jit(inline="always")
 def _descend_product(A, E, W, rate, l2, scratch):
     """Plain SGD folded into the gradient product: ``W <- (1 - rate l2) W - rate A^T E``.
 
@@ -857,7 +884,7 @@ def _adam_step(params, grad, first_moment, second_moment, learning_rate, beta_1,
 # Epoch and full-batch kernels.
 
 
-@_jit
+@_jit(inline="always")
 def _batch_weight_sum(sample_weight, order, start, stop):
     total = 0.0
     for r in range(start, stop):
@@ -879,6 +906,13 @@ def _sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, 
     layer input and delta, a larger one folds it into the gradient product. All views are
     made once per epoch (and once more for a shorter last batch).
     """
+    # The caller holds every array for the whole call (see _unowned).
+    params = _unowned(params)
+    workspace = _unowned(workspace)
+    X = _unowned(X)
+    Y = _unowned(Y)
+    sample_weight = _unowned(sample_weight)
+    order = _unowned(order)
     n_total = order.shape[0]
     n_layers = layer_units.shape[0] - 1
     offsets = _param_offsets(layer_units)
