@@ -36,7 +36,7 @@ CACHE_DISABLED_REASON = None
 
 
 def _jit(func=None, **options):
-    """``numba.njit(nogil=True, cache=True, **options)``, uncached when no cache dir is writable.
+    """``numba.njit(nogil=True, cache=True, error_model="numpy", **options)``, uncached when no cache dir is writable.
 
     Numba looks for a writable cache directory when the decorator runs and raises
     ``RuntimeError`` ("no locator available") when there is none, e.g. a read-only install
@@ -45,6 +45,10 @@ def _jit(func=None, **options):
     ``@_jit(fastmath=...)``.
     """
     global CACHE_DISABLED_REASON
+    # Division by zero gives inf or nan, as in C, instead of a check per division that
+    # raises ZeroDivisionError: the check keeps every loop with a division from
+    # vectorising (logistic, tanh, softmax). A non-finite result is reported through ok.
+    options.setdefault("error_model", "numpy")
     if func is None:
         return lambda function: _jit(function, **options)
     if CACHE_DISABLED_REASON is None:
@@ -116,6 +120,48 @@ def _corrupt(X, sample_index, noise, noise_level, seed, epoch, out):
 
 
 @_jit(inline="always")
+def _exp(x):
+    """Mirrors csrc/_kernels.pyx:_exp: exp(x) in plain arithmetic, so that loops over it
+    vectorise (libm's exp is a call per element).
+
+    x = k ln2 + r with |r| <= ln2 / 2 (Cody-Waite), exp(r) by its Taylor polynomial to
+    degree 13, 2^k written into the exponent bits. Within two ulps of exp on [-708, 709];
+    beyond, the argument is clamped. k is read from the low bits of the rounding sum
+    rather than converted from double (a conversion with no vector instruction on AVX2).
+    """
+    x = -708.0 if x < -708.0 else x
+    x = 709.0 if x > 709.0 else x
+    # Round to nearest through the 2^52 + 2^51 trick (no rint call).
+    shifted = x * 1.4426950408889634 + 6755399441055744.0
+    k = shifted - 6755399441055744.0
+    r = (x - k * 0.6931471803691238) - k * 1.9082149292705877e-10
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    p = p * r + 1.0
+    k_int = np.float64(shifted).view(np.int64) - np.int64(0x4338000000000000)
+    return p * np.int64((k_int + 1023) << 52).view(np.float64)
+
+
+@_jit(inline="always")
+def _tanh(a):
+    """Mirrors csrc/_kernels.pyx:_tanh: tanh through one exp (libm's tanh is a call
+    through expm1); the absolute error stays at rounding level."""
+    t = _exp(-2.0 * abs(a))
+    return math.copysign((1.0 - t) / (1.0 + t), a)
+
+
+@_jit(inline="always")
 def _activate(Z, activation):
     """Apply ``activation`` to the pre-activations ``Z`` in place."""
     n, m = Z.shape
@@ -126,18 +172,18 @@ def _activate(Z, activation):
                 top = max(top, Z[i, j])
             total = 0.0
             for j in range(m):
-                Z[i, j] = math.exp(Z[i, j] - top)
+                Z[i, j] = _exp(np.float64(Z[i, j] - top))
                 total += Z[i, j]
             for j in range(m):
                 Z[i, j] = Z[i, j] / total
     elif activation == LOGISTIC:
         for i in range(n):
             for j in range(m):
-                Z[i, j] = 1.0 / (1.0 + math.exp(-Z[i, j]))
+                Z[i, j] = 1.0 / (1.0 + _exp(-np.float64(Z[i, j])))
     elif activation == TANH:
         for i in range(n):
             for j in range(m):
-                Z[i, j] = math.tanh(Z[i, j])
+                Z[i, j] = _tanh(np.float64(Z[i, j]))
     elif activation == RELU:
         for i in range(n):
             for j in range(m):
