@@ -755,6 +755,10 @@ def _descend_outer(W, x, d, rate, l2):
     Mirrors csrc/_kernels.pyx:_descend_outer (same arithmetic, row by row here: LLVM
     vectorises the loop over j either way).
     """
+    # In the dtype of W, as the Cython kernels: a float64 scalar would make every
+    # float32 operation a float64 one, at half the vector width.
+    rate = W.dtype.type(rate)
+    l2 = W.dtype.type(l2)
     for r in range(W.shape[0]):
         a = x[r]
         for j in range(W.shape[1]):
@@ -771,7 +775,8 @@ def _descend_product(A, E, W, rate, l2, scratch):
     """
     k, m = A.shape
     n = E.shape[1]
-    keep = 1.0 - rate * l2
+    keep = W.dtype.type(1.0 - rate * l2)  # in the dtype of W, as in _descend_outer
+    rate = W.dtype.type(rate)
     if m * n * k > _DIRECT_MAX_MULADDS:
         np.dot(A.T, E, out=scratch)
         for i in range(m):
