@@ -702,7 +702,10 @@ def _weight_views(params, layer_units, offsets):
 
 @_jit
 def _batch_views(workspace, layout, layer_units, n_rows):
-    """Views of a batch of ``n_rows`` rows in the workspace, built once per batch size.
+    """Views of a batch of ``n_rows`` rows in the workspace, built once per call.
+
+    A shorter batch uses the first rows of each (``view[:n]``): building the lists again
+    would make them loop variables, which Numba reference-counts at every batch.
 
     Returns ``(activations, deltas, targets, weights)``: ``activations[k] = o^k`` (k = 0..L),
     ``deltas[k] = E^k`` (k = 1..L; entry 0 is ``o^0``, a placeholder of the same type),
@@ -794,7 +797,7 @@ def _descend_product(A, E, W, rate, l2, scratch):
                 W[i, j] -= a * E[p, j]
 
 
-@_jit
+@_jit(inline="always")
 def _batch_objective(params, layer_units, offsets, weights, biases, grad_weights,
                      grad_biases, activations, deltas, Y, sample_weight, hidden_activation,
                      output_activation, loss, n_rows, alpha, l1_weight, kl_weight, kl_target,
@@ -804,13 +807,16 @@ def _batch_objective(params, layer_units, offsets, weights, biases, grad_weights
 
     Mirrors csrc/_kernels.pyx:_batch_gradient. ``weights``/``biases`` are the views of
     ``params``, ``grad_weights``/``grad_biases`` those of ``grad`` (``_weight_views``),
-    ``activations``/``deltas``/``Y``/``sample_weight`` those of the batch
-    (``_batch_views``). ``weight_mode`` (``_WEIGHT_*``): the weight gradients go into
+    ``activations``/``deltas``/``Y``/``sample_weight`` those of the workspace's batch rows
+    (``_batch_views``), of which the batch uses the first ``n_rows``. ``weight_mode`` (``_WEIGHT_*``): the weight gradients go into
     ``grad``, or plain SGD with rate ``descent_rate`` is applied to the weights (not the
     biases) without storing them. Returns ``(D, P)``; a batch of zero weight gives
     ``(0, 0)`` and a zero gradient, and changes nothing.
     """
     n_layers = layer_units.shape[0] - 1
+    # The views hold batches of up to the workspace's row count: the first n_rows rows.
+    Y = Y[:n_rows]
+    sample_weight = sample_weight[:n_rows]
     weight_sum = 0.0
     for i in range(n_rows):
         weight_sum += sample_weight[i]
@@ -819,12 +825,12 @@ def _batch_objective(params, layer_units, offsets, weights, biases, grad_weights
         return 0.0, 0.0
 
     for i in range(n_layers):
-        _dense(activations[i], weights[i], biases[i],
+        _dense(activations[i][:n_rows], weights[i], biases[i],
                _layer_activation(i, n_layers, hidden_activation, output_activation),
-               activations[i + 1])
+               activations[i + 1][:n_rows])
 
-    data_loss = _output_delta(activations[n_layers], Y, sample_weight, weight_sum,
-                              output_activation, loss, eps, deltas[n_layers])
+    data_loss = _output_delta(activations[n_layers][:n_rows], Y, sample_weight, weight_sum,
+                              output_activation, loss, eps, deltas[n_layers][:n_rows])
     penalty = 0.0
     if alpha != 0:
         penalty += alpha / (2.0 * weight_sum) * _squared_weights(params, layer_units, offsets)
@@ -837,9 +843,9 @@ def _batch_objective(params, layer_units, offsets, weights, biases, grad_weights
             weight_sum, contraction_weight, workspace, layout)
 
     for k in range(n_layers - 1, 0, -1):
-        O = activations[k]
-        E = deltas[k]
-        _matmul_bt(deltas[k + 1], weights[k], E)
+        O = activations[k][:n_rows]
+        E = deltas[k][:n_rows]
+        _matmul_bt(deltas[k + 1][:n_rows], weights[k], E)
         use_l1 = penalized[k - 1] != 0 and l1_weight > 0
         use_kl = penalized[k - 1] != 0 and kl_weight > 0
         if not (use_l1 or use_kl or k <= contracted):  # the common case: one tight loop
@@ -873,7 +879,7 @@ def _batch_objective(params, layer_units, offsets, weights, biases, grad_weights
     for i in range(n_layers):
         W = weights[i]
         W_grad = grad_weights[i]
-        E = deltas[i + 1]
+        E = deltas[i + 1][:n_rows]
         b_grad = grad_biases[i]
         b_grad[:] = 0
         for r in range(n_rows):  # row by row: contiguous, vectorised
@@ -883,9 +889,9 @@ def _batch_objective(params, layer_units, offsets, weights, biases, grad_weights
             _descend_outer(W, activations[i][0], E[0], descent_rate, l2)
             continue
         if weight_mode == _WEIGHT_DESCEND:
-            _descend_product(activations[i], E, W, descent_rate, l2, W_grad)
+            _descend_product(activations[i][:n_rows], E, W, descent_rate, l2, W_grad)
             continue
-        _matmul_at(activations[i], E, W_grad)
+        _matmul_at(activations[i][:n_rows], E, W_grad)
         if alpha != 0 or i < contracted:
             cgrad = workspace[layout[_CGRAD]:]
             W_direct = _weights(cgrad, layer_units, offsets, i) if i < contracted else W
@@ -955,7 +961,7 @@ def _sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, 
     velocity (v = -lr g is only written at the last batch of non-zero weight, where the
     caller can see it): a one-row batch applies the update from the outer product of the
     layer input and delta, a larger one folds it into the gradient product. All views are
-    made once per epoch (and once more for a shorter last batch).
+    made once per epoch.
     """
     # The caller holds every array for the whole call (see _unowned).
     params = _unowned(params)
@@ -964,6 +970,10 @@ def _sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, 
     Y = _unowned(Y)
     sample_weight = _unowned(sample_weight)
     order = _unowned(order)
+    layer_units = _unowned(layer_units)
+    penalized = _unowned(penalized)
+    velocity = _unowned(velocity)
+    second_moment = _unowned(second_moment)
     n_total = order.shape[0]
     n_layers = layer_units.shape[0] - 1
     offsets = _param_offsets(layer_units)
@@ -993,11 +1003,8 @@ def _sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, 
         if _batch_weight_sum(sample_weight, order, start, stop) == 0:
             batch += 1  # no update, no loss; Adam's step number still counts the batch
             continue
-        if n_rows != rows_full:  # the shorter last batch
-            activations, deltas, targets, batch_weights = _batch_views(
-                workspace, layout, layer_units, n_rows)
         _gather_batch(X, Y, sample_weight, order[start:stop], noise, noise_level, noise_seed,
-                      epoch, activations[0], targets, batch_weights)
+                      epoch, activations[0][:n_rows], targets[:n_rows], batch_weights[:n_rows])
         weight_mode = _WEIGHT_GRADS
         if plain and start < last_start:
             weight_mode = _WEIGHT_SKIP if n_rows == 1 else _WEIGHT_DESCEND
