@@ -170,9 +170,10 @@ def _activate(Z, activation):
             top = Z[i, 0]
             for j in range(1, m):
                 top = max(top, Z[i, j])
+            for j in range(m):  # apart from the sum: this loop vectorises, the sum cannot
+                Z[i, j] = _exp(np.float64(Z[i, j] - top))
             total = 0.0
             for j in range(m):
-                Z[i, j] = _exp(np.float64(Z[i, j] - top))
                 total += Z[i, j]
             for j in range(m):
                 Z[i, j] = Z[i, j] / total
