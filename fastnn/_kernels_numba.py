@@ -369,7 +369,7 @@ def make_workspace(layer_units, batch_size, dtype, contraction):
 _DIRECT_MAX_MULADDS = 4096
 
 
-@_jit(inline="always")
+@_jit
 def _matmul(A, B, out):
     """``out = A @ B``."""
     m, k = A.shape
@@ -405,7 +405,7 @@ def _matmul(A, B, out):
                 p += 1
 
 
-@_jit(inline="always")
+@_jit
 def _matmul_at(A, B, out):
     """``out = A.T @ B``."""
     k, m = A.shape
@@ -428,7 +428,7 @@ def _matmul_at(A, B, out):
                     out[i, j] += a * B[p, j]
 
 
-@_jit(inline="always")
+@_jit
 def _matmul_bt(A, B, out):
     """``out = A @ B.T``."""
     m, k = A.shape
@@ -468,6 +468,11 @@ def _layer_activation(i, n_layers, hidden_activation, output_activation):
     return output_activation if i == n_layers - 1 else hidden_activation
 
 
+# Inlining (``inline="always"``) saves the epoch kernels' reference counting per call, but
+# each caller then compiles its own copy; the kernels run once per call keep one shared,
+# called copy, which keeps their first-call compile time down.
+_dense_outlined = _jit(_dense.py_func)
+
 _FORWARD_BLOCK_ROWS = 2048  # bounds the intermediate buffers of forward()
 
 
@@ -497,9 +502,9 @@ def _forward(params, layer_units, hidden_activation, output_activation, first_la
             W = _weights(params, layer_units, offsets, i)
             b = _biases(params, layer_units, offsets, i)
             if i == first_layer:
-                _dense(X[r0:r1], W, b, activation, target)
+                _dense_outlined(X[r0:r1], W, b, activation, target)
             else:
-                _dense(current, W, b, activation, target)
+                _dense_outlined(current, W, b, activation, target)
             current = target
 
 
@@ -769,7 +774,7 @@ def _descend_outer(W, x, d, rate, l2):
             W[r, j] = W[r, j] - rate * (a * d[j] + l2 * W[r, j])
 
 
-@_jit(inline="always")
+@_jit
 def _descend_product(A, E, W, rate, l2, scratch):
     """Plain SGD folded into the gradient product: ``W <- (1 - rate l2) W - rate A^T E``.
 
@@ -1044,6 +1049,9 @@ def _sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, 
     return loss_sum, penalty_sum, 1
 
 
+_batch_objective_outlined = _jit(_batch_objective.py_func)  # see _dense_outlined
+
+
 @_jit
 def _loss_and_gradient(params, layer_units, hidden_activation, output_activation, loss, X,
                        Y, sample_weight, alpha, l1_weight, kl_weight, kl_target,
@@ -1059,11 +1067,11 @@ def _loss_and_gradient(params, layer_units, hidden_activation, output_activation
     rows = np.arange(n_rows)  # row r is sample r for the noise generator
     _gather_batch(X, Y, sample_weight, rows, noise, noise_level, noise_seed, epoch,
                   activations[0], targets, batch_weights)
-    return _batch_objective(params, layer_units, offsets, weights, biases, grad_weights,
-                            grad_biases, activations, deltas, targets, batch_weights,
-                            hidden_activation, output_activation, loss, n_rows, alpha,
-                            l1_weight, kl_weight, kl_target, contraction_weight, penalized,
-                            eps, grad, workspace, layout, _WEIGHT_GRADS, 0.0)
+    return _batch_objective_outlined(
+        params, layer_units, offsets, weights, biases, grad_weights, grad_biases,
+        activations, deltas, targets, batch_weights, hidden_activation, output_activation,
+        loss, n_rows, alpha, l1_weight, kl_weight, kl_target, contraction_weight, penalized,
+        eps, grad, workspace, layout, _WEIGHT_GRADS, 0.0)
 
 
 # ---------------------------------------------------------------------------------------
