@@ -337,7 +337,7 @@ class LabelCoder:
         classes = np.unique(labels)
         if len(classes) < 2:
             raise ValueError(
-                f"The target has only one class ({classes[0]!r}); a classifier needs at "
+                f"The target has only one class ({classes[:1].tolist()[0]!r}); a classifier needs at "
                 "least 2 classes."
             )
         return cls(classes, "binary" if len(classes) == 2 else "multiclass")
