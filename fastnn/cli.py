@@ -43,34 +43,26 @@ def _comma_list(convert, name):
     return parse
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
+def _checked_number(parse, kind, is_valid, requirement):
+    """An argparse type: ``parse`` the text as ``kind``, then require ``is_valid``."""
+
+    def convert(text):
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        if not is_valid(value):
+            raise argparse.ArgumentTypeError(f"{text!r} {requirement}")
+        return value
+
+    return convert
 
 
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
-    return value
-
-
-def _fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} must lie strictly between 0 and 1")
-    return value
+_positive_int = _checked_number(int, "an integer", lambda v: v >= 1, "must be at least 1")
+_positive_float = _checked_number(float, "a number", lambda v: 0 < v < float("inf"),
+                                  "must be a positive number")
+_fraction = _checked_number(float, "a number", lambda v: 0.0 < v < 1.0,
+                            "must lie strictly between 0 and 1")
 
 
 def _hidden_sizes(text):
