@@ -44,7 +44,9 @@ class Runner:
         self.epochs = problem.epochs
         # Private writable copies: PyTorch refuses to wrap read-only arrays.
         self.X = np.array(problem.X, dtype=self.dtype, order="C")
-        self.Y = np.array(problem.Y, dtype=self.dtype, order="C")
+        # An autoencoder's target is its input, one array (as Autoencoder.fit passes it).
+        self.Y = (self.X if self.workload.autoencoder
+                  else np.array(problem.Y, dtype=self.dtype, order="C"))
         self.curve = {}
         self.converged_at = None
         self.seconds = None
@@ -301,7 +303,10 @@ class TorchRunner(Runner):
         for start in range(0, len(order), batch_size):
             batch = order[start:start + batch_size]
             self.optimizer.zero_grad()
-            loss = self._loss(self.model(self.X_t[batch]), self.Y_t[batch])
+            inputs = self.X_t[batch]
+            # The standard autoencoder loop: the batch is its own target.
+            target = inputs if self.workload.autoencoder else self.Y_t[batch]
+            loss = self._loss(self.model(inputs), target)
             loss.backward()
             self.optimizer.step()
             total += loss.item() * len(batch)
