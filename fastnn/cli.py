@@ -129,7 +129,7 @@ def _bench(args):
     document = suite.run_suite(options, progress)
     document["command"] = "fastnn " + " ".join(args.argv)
     print(report.format_table(document))
-    print("\nTargets (issue 3, SPEC section 5):")
+    print("\nTargets (issues 3, 4 and 6, SPEC section 5):")
     print(targets.format_targets(document["targets"]))
     if args.json:
         report.write_json(document, args.json)

@@ -272,3 +272,35 @@ def test_same_work_check_passes_for_sklearn_and_fails_for_other_work():
                        learning_rate=0.02)
     check = checker.check(other)
     assert check["ok"] is False and check["rel_err"] > 1e-3
+
+
+def test_targets_compare_cython_with_the_named_peer_at_the_same_dtype_and_threads():
+    from fastnn._bench import targets
+
+    def record(workload, impl, dtype, threads, samples_per_s, **extra):
+        return {"workload": workload, "impl": impl, "dtype": dtype, "threads": threads,
+                "status": "ok", "samples_per_s": samples_per_s,
+                "ratio_to_cython": extra.get("ratio_to_cython"),
+                "percent_of_peak": extra.get("percent_of_peak")}
+
+    document = {"results": [
+        record("W6", "cython", "float32", 2, 240.0),
+        record("W6", "torch", "float32", 2, 150.0),   # 1.6x: met
+        record("W6", "cython", "float32", 1, 200.0),
+        record("W6", "torch", "float32", 1, 160.0),   # 1.25x: missed
+        record("W6", "cython", "float64", 1, 100.0),  # W6's target is float32 only
+        record("W6", "torch", "float64", 1, 10.0),
+        record("W2", "numba", "float64", 1, 69.0, ratio_to_cython=0.69),
+    ]}
+    found = {(e["target"], e["dtype"], e["threads"]): e
+             for e in targets.evaluate(document)}
+    w6 = "W6 cython >= 1.5x torch (float32)"
+    assert found[w6, "float32", 2]["value"] == pytest.approx(1.6)
+    assert found[w6, "float32", 2]["met"] is True
+    assert found[w6, "float32", 1]["value"] == pytest.approx(1.25)
+    assert found[w6, "float32", 1]["met"] is False
+    assert (w6, "float64", 1) not in found
+    numba = found["W2 numba >= 0.7x cython", "float64", 1]
+    assert numba["value"] == 0.69 and numba["met"] is False
+    lines = targets.format_targets(targets.evaluate(document))
+    assert any(w6 in line and "MISSED" in line for line in lines.splitlines())
