@@ -49,6 +49,10 @@ def _jit(func=None, **options):
     # raises ZeroDivisionError: the check keeps every loop with a division from
     # vectorising (logistic, tanh, softmax). A non-finite result is reported through ok.
     options.setdefault("error_model", "numpy")
+    # Multiply-adds fused into FMA instructions, as GCC compiles the Cython kernels
+    # (-ffp-contract=fast is its default): one rounding instead of two, and half the
+    # instructions in the update loops. No other fast-math liberty.
+    options.setdefault("fastmath", {"contract"})
     if func is None:
         return lambda function: _jit(function, **options)
     if CACHE_DISABLED_REASON is None:
@@ -234,6 +238,18 @@ def _data_pointer(typingctx, array):
     return signature, codegen
 
 
+@intrinsic
+def _pointer_at(typingctx, array, index):
+    """The address of ``array``'s element ``index`` (flat, C order)."""
+    signature = types.CPointer(array.dtype)(array, types.intp)
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        return builder.gep(data, [args[1]])
+
+    return signature, codegen
+
+
 @_jit(inline="always")
 def _unowned(array):
     """``array`` (C-contiguous) without an owner: no reference counting on its views."""
@@ -258,22 +274,25 @@ def _param_offsets(layer_units):
     return offsets
 
 
-@_jit
+@_jit(inline="always")
 def _weights(params, layer_units, offsets, i):
-    start = offsets[i, 0]
-    return params[start:start + layer_units[i] * layer_units[i + 1]].reshape(
-        (layer_units[i], layer_units[i + 1])
-    )
+    return _view(params, offsets[i, 0], layer_units[i], layer_units[i + 1])
 
 
-@_jit
+@_jit(inline="always")
 def _biases(params, layer_units, offsets, i):
     return params[offsets[i, 1]:offsets[i, 1] + layer_units[i + 1]]
 
 
-@_jit
-def _view(workspace, start, rows, cols):
-    return workspace[start:start + rows * cols].reshape((rows, cols))
+@_jit(inline="always")
+def _view(buffer, start, rows, cols):
+    """``buffer[start:start + rows * cols]`` as a C-ordered (rows, cols) array.
+
+    Made from the address, not by ``reshape`` (a call into Numba's runtime for the
+    strides, as long as the arithmetic of a small layer): the view has no owner, so the
+    caller keeps ``buffer`` alive while the view is in use, as every caller here does
+    (arguments, or a local used after the loop that reads the view)."""
+    return numba.carray(_pointer_at(buffer, start), (rows, cols))
 
 
 # Workspace regions. Single regions first, then one slot per layer (0..L) for each
@@ -515,28 +534,61 @@ def _forward(params, layer_units, hidden_activation, output_activation, first_la
 # the product o^{k-1}^T E^k plus (alpha / S) W_{k-1}, without a pass dividing by S.
 
 
-@_jit(inline="always")
-def _output_delta(P, Y, sample_weight, weight_sum, output_activation, loss, eps, E):
-    """Write ``(s_i / S) delta`` of the output layer into ``E``; return ``D``."""
+# Reassociation lets LLVM vectorise the sum (as the Cython build's lane sums do, _dot);
+# it changes nothing but the rounding of the sum, and NaN and infinity keep their meaning.
+@_jit(fastmath={"reassoc"})
+def _row_dot(A, a, B, b):
+    """``A[a] . B[b]`` accumulated in double.
+
+    Rows are indexed here rather than sliced by the caller: a slice is a new array object
+    whose reference counting costs about as much as a 100-feature dot product.
+    """
     total = 0.0
+    for j in range(A.shape[1]):
+        total += np.float64(A[a, j]) * B[b, j]
+    return total
+
+
+@_jit(inline="always")
+def _output_delta(P, b, Y, sample_weight, weight_sum, output_activation, loss, eps, E,
+                  b_grad):
+    """The output layer from its pre-activations ``P`` (bias not yet added) to its deltas:
+    ``P <- g(P + b)``, ``E <- (s_i / S) delta``, ``b_grad <- sum_i E_i``; returns ``D``.
+
+    Mirrors csrc/_kernels.pyx:_output_loss_delta: one row at a time, so that a row is
+    still in cache for the loss and the bias gradient after its activation.
+    """
+    total = 0.0
+    b_grad[:] = 0
     for i in range(P.shape[0]):
         s = sample_weight[i] / weight_sum
-        row = 0.0
         for j in range(P.shape[1]):
-            p = np.float64(P[i, j])
-            y = np.float64(Y[i, j])
-            delta = p - y
-            if loss == SQUARED_ERROR:
-                row += 0.5 * delta * delta
-                if output_activation == LOGISTIC:
-                    delta *= p * (1.0 - p)
+            P[i, j] += b[j]
+        _activate(P[i:i + 1], output_activation)
+        row = 0.0
+        if loss == SQUARED_ERROR:
+            # Differences first, then their squares summed by _row_dot (vectorised).
+            for j in range(P.shape[1]):
+                E[i, j] = P[i, j] - Y[i, j]
+            row = 0.5 * _row_dot(E, i, E, i)
+            if output_activation == LOGISTIC:
+                for j in range(P.shape[1]):
+                    E[i, j] = s * E[i, j] * (P[i, j] * (1 - P[i, j]))
             else:
+                for j in range(P.shape[1]):
+                    E[i, j] = s * E[i, j]
+        else:
+            for j in range(P.shape[1]):
+                p = np.float64(P[i, j])
+                y = np.float64(Y[i, j])
                 clipped = min(max(p, eps), 1.0 - eps)
                 if loss == BINARY_LOG_LOSS:
                     row -= y * math.log(clipped) + (1.0 - y) * math.log(1.0 - clipped)
                 else:  # log loss (softmax)
                     row -= y * math.log(clipped)
-            E[i, j] = s * delta
+                E[i, j] = s * (p - y)
+        for j in range(P.shape[1]):
+            b_grad[j] += E[i, j]
         total += s * row
     return total
 
@@ -680,52 +732,29 @@ def _contractive_penalty(params, layer_units, offsets, hidden_activation, penali
     return total
 
 
-@_jit
+@_jit(inline="always")
 def _activations(workspace, layout, layer_units, k, n_rows):
     """``o^k`` of the batch (``o^0`` is the gathered, corrupted input)."""
     return _view(workspace, layout[_slot(_ACTIVATIONS, k, layer_units.shape[0] - 1)], n_rows,
                  layer_units[k])
 
 
-@_jit
+@_jit(inline="always")
 def _deltas(workspace, layout, layer_units, k, n_rows):
     return _view(workspace, layout[_slot(_DELTAS, k, layer_units.shape[0] - 1)], n_rows,
                  layer_units[k])
 
 
-@_jit
-def _weight_views(params, layer_units, offsets):
-    """Lists of the 2-D weight views ``W_i`` and the bias views ``b_i`` of a flat buffer.
-
-    Built once per epoch: a view costs about 30 ns to make, as much as the arithmetic of
-    a small layer in online learning.
-    """
-    n_layers = layer_units.shape[0] - 1
-    weights = [_weights(params, layer_units, offsets, i) for i in range(n_layers)]
-    biases = [_biases(params, layer_units, offsets, i) for i in range(n_layers)]
-    return weights, biases
+@_jit(inline="always")
+def _targets(workspace, layout, layer_units, n_rows):
+    """The batch's gathered target rows."""
+    return _view(workspace, layout[_TARGETS], n_rows, layer_units[layer_units.shape[0] - 1])
 
 
-@_jit
-def _batch_views(workspace, layout, layer_units, n_rows):
-    """Views of a batch of ``n_rows`` rows in the workspace, built once per call.
-
-    A shorter batch uses the first rows of each (``view[:n]``): building the lists again
-    would make them loop variables, which Numba reference-counts at every batch.
-
-    Returns ``(activations, deltas, targets, weights)``: ``activations[k] = o^k`` (k = 0..L),
-    ``deltas[k] = E^k`` (k = 1..L; entry 0 is ``o^0``, a placeholder of the same type),
-    the targets and the sample weights.
-    """
-    n_layers = layer_units.shape[0] - 1
-    activations = [_activations(workspace, layout, layer_units, k, n_rows)
-                   for k in range(n_layers + 1)]
-    deltas = [_deltas(workspace, layout, layer_units, max(k, 1), n_rows)
-              for k in range(n_layers + 1)]
-    deltas[0] = activations[0]
-    targets = _view(workspace, layout[_TARGETS], n_rows, layer_units[n_layers])
-    weights = workspace[layout[_WEIGHTS]:layout[_WEIGHTS] + n_rows]
-    return activations, deltas, targets, weights
+@_jit(inline="always")
+def _batch_weights(workspace, layout, n_rows):
+    """The batch's gathered sample weights."""
+    return workspace[layout[_WEIGHTS]:layout[_WEIGHTS] + n_rows]
 
 
 @_jit(inline="always")
@@ -761,17 +790,30 @@ _WEIGHT_DESCEND = 2  # plain SGD folded into the product o^T E, never stored
 def _descend_outer(W, x, d, rate, l2):
     """Plain SGD from an outer product, ``W[r, j] -= rate (x[r] d[j] + l2 W[r, j])``.
 
-    Mirrors csrc/_kernels.pyx:_descend_outer (same arithmetic, row by row here: LLVM
-    vectorises the loop over j either way).
+    Mirrors csrc/_kernels.pyx:_descend_outer: same arithmetic, four rows per pass over d
+    (online learning's rows are short: one row per loop spends as much on the loop's
+    set-up and on reloading d as on the update).
     """
     # In the dtype of W, as the Cython kernels: a float64 scalar would make every
     # float32 operation a float64 one, at half the vector width.
     rate = W.dtype.type(rate)
     l2 = W.dtype.type(l2)
-    for r in range(W.shape[0]):
+    n_rows, n_cols = W.shape
+    r = 0
+    while r + 4 <= n_rows:
+        x0, x1, x2, x3 = x[r], x[r + 1], x[r + 2], x[r + 3]
+        for j in range(n_cols):
+            dj = d[j]
+            W[r, j] = W[r, j] - rate * (x0 * dj + l2 * W[r, j])
+            W[r + 1, j] = W[r + 1, j] - rate * (x1 * dj + l2 * W[r + 1, j])
+            W[r + 2, j] = W[r + 2, j] - rate * (x2 * dj + l2 * W[r + 2, j])
+            W[r + 3, j] = W[r + 3, j] - rate * (x3 * dj + l2 * W[r + 3, j])
+        r += 4
+    while r < n_rows:
         a = x[r]
-        for j in range(W.shape[1]):
+        for j in range(n_cols):
             W[r, j] = W[r, j] - rate * (a * d[j] + l2 * W[r, j])
+        r += 1
 
 
 @_jit
@@ -804,25 +846,25 @@ def _descend_product(A, E, W, rate, l2, scratch):
 
 
 @_jit(inline="always")
-def _batch_objective(params, layer_units, offsets, weights, biases, grad_weights,
-                     grad_biases, activations, deltas, Y, sample_weight, hidden_activation,
-                     output_activation, loss, n_rows, alpha, l1_weight, kl_weight, kl_target,
+def _batch_objective(params, layer_units, offsets, hidden_activation, output_activation,
+                     loss, n_rows, alpha, l1_weight, kl_weight, kl_target,
                      contraction_weight, penalized, eps, grad, workspace, layout, weight_mode,
                      descent_rate):
-    """Forward, objective and gradient of the batch gathered in the workspace.
+    """Forward, objective and gradient of the batch of ``n_rows`` rows gathered in the
+    workspace (``_gather_batch``).
 
-    Mirrors csrc/_kernels.pyx:_batch_gradient. ``weights``/``biases`` are the views of
-    ``params``, ``grad_weights``/``grad_biases`` those of ``grad`` (``_weight_views``),
-    ``activations``/``deltas``/``Y``/``sample_weight`` those of the workspace's batch rows
-    (``_batch_views``), of which the batch uses the first ``n_rows``. ``weight_mode`` (``_WEIGHT_*``): the weight gradients go into
-    ``grad``, or plain SGD with rate ``descent_rate`` is applied to the weights (not the
-    biases) without storing them. Returns ``(D, P)``; a batch of zero weight gives
-    ``(0, 0)`` and a zero gradient, and changes nothing.
+    Mirrors csrc/_kernels.pyx:_batch_gradient. ``weight_mode`` (``_WEIGHT_*``): the
+    weight gradients go into ``grad``, or plain SGD with rate ``descent_rate`` is applied
+    to the weights (not the biases) without storing them. Returns ``(D, P)``; a batch of
+    zero weight gives ``(0, 0)`` and a zero gradient, and changes nothing.
+
+    Every view (``_weights``, ``_activations``, ...) is made where it is used, from
+    buffers the epoch kernel holds unowned: no list of views is passed in, since Numba
+    reference-counts each list argument, with an atomic operation, at every batch.
     """
     n_layers = layer_units.shape[0] - 1
-    # The views hold batches of up to the workspace's row count: the first n_rows rows.
-    Y = Y[:n_rows]
-    sample_weight = sample_weight[:n_rows]
+    Y = _targets(workspace, layout, layer_units, n_rows)
+    sample_weight = _batch_weights(workspace, layout, n_rows)
     weight_sum = 0.0
     for i in range(n_rows):
         weight_sum += sample_weight[i]
@@ -830,13 +872,19 @@ def _batch_objective(params, layer_units, offsets, weights, biases, grad_weights
         grad[:] = 0
         return 0.0, 0.0
 
-    for i in range(n_layers):
-        _dense(activations[i][:n_rows], weights[i], biases[i],
-               _layer_activation(i, n_layers, hidden_activation, output_activation),
-               activations[i + 1][:n_rows])
-
-    data_loss = _output_delta(activations[n_layers][:n_rows], Y, sample_weight, weight_sum,
-                              output_activation, loss, eps, deltas[n_layers][:n_rows])
+    # Forward (the output layer's bias and activation are applied with its loss).
+    for i in range(n_layers - 1):
+        _dense(_activations(workspace, layout, layer_units, i, n_rows),
+               _weights(params, layer_units, offsets, i),
+               _biases(params, layer_units, offsets, i), hidden_activation,
+               _activations(workspace, layout, layer_units, i + 1, n_rows))
+    P = _activations(workspace, layout, layer_units, n_layers, n_rows)
+    _matmul(_activations(workspace, layout, layer_units, n_layers - 1, n_rows),
+            _weights(params, layer_units, offsets, n_layers - 1), P)
+    data_loss = _output_delta(P, _biases(params, layer_units, offsets, n_layers - 1), Y,
+                              sample_weight, weight_sum, output_activation, loss, eps,
+                              _deltas(workspace, layout, layer_units, n_layers, n_rows),
+                              _biases(grad, layer_units, offsets, n_layers - 1))
     penalty = 0.0
     if alpha != 0:
         penalty += alpha / (2.0 * weight_sum) * _squared_weights(params, layer_units, offsets)
@@ -849,9 +897,10 @@ def _batch_objective(params, layer_units, offsets, weights, biases, grad_weights
             weight_sum, contraction_weight, workspace, layout)
 
     for k in range(n_layers - 1, 0, -1):
-        O = activations[k][:n_rows]
-        E = deltas[k][:n_rows]
-        _matmul_bt(deltas[k + 1][:n_rows], weights[k], E)
+        O = _activations(workspace, layout, layer_units, k, n_rows)
+        E = _deltas(workspace, layout, layer_units, k, n_rows)
+        _matmul_bt(_deltas(workspace, layout, layer_units, k + 1, n_rows),
+                   _weights(params, layer_units, offsets, k), E)
         use_l1 = penalized[k - 1] != 0 and l1_weight > 0
         use_kl = penalized[k - 1] != 0 and kl_weight > 0
         if not (use_l1 or use_kl or k <= contracted):  # the common case: one tight loop
@@ -883,21 +932,23 @@ def _batch_objective(params, layer_units, offsets, weights, biases, grad_weights
 
     l2 = alpha / weight_sum
     for i in range(n_layers):
-        W = weights[i]
-        W_grad = grad_weights[i]
-        E = deltas[i + 1][:n_rows]
-        b_grad = grad_biases[i]
-        b_grad[:] = 0
-        for r in range(n_rows):  # row by row: contiguous, vectorised
-            for c in range(W.shape[1]):
-                b_grad[c] += E[r, c]
+        W = _weights(params, layer_units, offsets, i)
+        W_grad = _weights(grad, layer_units, offsets, i)
+        O = _activations(workspace, layout, layer_units, i, n_rows)
+        E = _deltas(workspace, layout, layer_units, i + 1, n_rows)
+        if i < n_layers - 1:  # the output layer's came with its deltas
+            b_grad = _biases(grad, layer_units, offsets, i)
+            b_grad[:] = 0
+            for r in range(n_rows):  # row by row: contiguous, vectorised
+                for c in range(W.shape[1]):
+                    b_grad[c] += E[r, c]
         if weight_mode == _WEIGHT_SKIP:
-            _descend_outer(W, activations[i][0], E[0], descent_rate, l2)
+            _descend_outer(W, O[0], E[0], descent_rate, l2)
             continue
         if weight_mode == _WEIGHT_DESCEND:
-            _descend_product(activations[i][:n_rows], E, W, descent_rate, l2, W_grad)
+            _descend_product(O, E, W, descent_rate, l2, W_grad)
             continue
-        _matmul_at(activations[i][:n_rows], E, W_grad)
+        _matmul_at(O, E, W_grad)
         if alpha != 0 or i < contracted:
             cgrad = workspace[layout[_CGRAD]:]
             W_direct = _weights(cgrad, layer_units, offsets, i) if i < contracted else W
@@ -982,14 +1033,12 @@ def _sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, 
     second_moment = _unowned(second_moment)
     n_total = order.shape[0]
     n_layers = layer_units.shape[0] - 1
-    offsets = _param_offsets(layer_units)
+    offsets_owner = _param_offsets(layer_units)
+    offsets = _unowned(offsets_owner)
     rows_full = min(batch_size, n_total)
-    layout = _layout(layer_units, rows_full, contraction_weight > 0)
+    layout_owner = _layout(layer_units, rows_full, contraction_weight > 0)
+    layout = _unowned(layout_owner)
     grad = workspace[layout[_GRAD]:layout[_GRAD] + params.shape[0]]
-    weights, biases = _weight_views(params, layer_units, offsets)
-    grad_weights, grad_biases = _weight_views(grad, layer_units, offsets)
-    activations, deltas, targets, batch_weights = _batch_views(workspace, layout,
-                                                               layer_units, rows_full)
     plain = (optimizer != ADAM and momentum == 0
              and not (contraction_weight > 0 and _deepest_penalized(penalized) > 0))
     # A batch of zero weight contributes nothing (docs/kernels.md): the velocity of plain
@@ -1010,16 +1059,16 @@ def _sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, 
             batch += 1  # no update, no loss; Adam's step number still counts the batch
             continue
         _gather_batch(X, Y, sample_weight, order[start:stop], noise, noise_level, noise_seed,
-                      epoch, activations[0][:n_rows], targets[:n_rows], batch_weights[:n_rows])
+                      epoch, _activations(workspace, layout, layer_units, 0, n_rows),
+                      _targets(workspace, layout, layer_units, n_rows),
+                      _batch_weights(workspace, layout, n_rows))
         weight_mode = _WEIGHT_GRADS
         if plain and start < last_start:
             weight_mode = _WEIGHT_SKIP if n_rows == 1 else _WEIGHT_DESCEND
         data_loss, penalty = _batch_objective(
-            params, layer_units, offsets, weights, biases, grad_weights, grad_biases,
-            activations, deltas, targets, batch_weights, hidden_activation,
-            output_activation, loss, n_rows, alpha, l1_weight, kl_weight, kl_target,
-            contraction_weight, penalized, eps, grad, workspace, layout, weight_mode,
-            learning_rate)
+            params, layer_units, offsets, hidden_activation, output_activation, loss, n_rows,
+            alpha, l1_weight, kl_weight, kl_target, contraction_weight, penalized, eps, grad,
+            workspace, layout, weight_mode, learning_rate)
         if not (np.isfinite(data_loss) and np.isfinite(penalty)):
             return loss_sum, penalty_sum, 0
         loss_sum += n_rows * data_loss
@@ -1030,8 +1079,8 @@ def _sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, 
             # (docs/kernels.md allows it).
             finite = True
             for i in range(n_layers):
-                b = biases[i]
-                b_grad = grad_biases[i]
+                b = _biases(params, layer_units, offsets, i)
+                b_grad = _biases(grad, layer_units, offsets, i)
                 for c in range(b.shape[0]):
                     b[c] = b[c] - learning_rate * b_grad[c]
                     finite &= abs(b[c]) < np.inf
@@ -1046,6 +1095,7 @@ def _sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, 
     for p in range(params.shape[0]):
         if not abs(params[p]) < np.inf:
             return loss_sum, penalty_sum, 0
+    offsets_owner[0, 0] += layout_owner[0] * 0  # keeps both alive to here (see _unowned)
     return loss_sum, penalty_sum, 1
 
 
@@ -1060,37 +1110,19 @@ def _loss_and_gradient(params, layer_units, hidden_activation, output_activation
     n_rows = X.shape[0]
     offsets = _param_offsets(layer_units)
     layout = _layout(layer_units, n_rows, contraction_weight > 0)
-    weights, biases = _weight_views(params, layer_units, offsets)
-    grad_weights, grad_biases = _weight_views(grad, layer_units, offsets)
-    activations, deltas, targets, batch_weights = _batch_views(workspace, layout,
-                                                               layer_units, n_rows)
     rows = np.arange(n_rows)  # row r is sample r for the noise generator
     _gather_batch(X, Y, sample_weight, rows, noise, noise_level, noise_seed, epoch,
-                  activations[0], targets, batch_weights)
+                  _activations(workspace, layout, layer_units, 0, n_rows),
+                  _targets(workspace, layout, layer_units, n_rows),
+                  _batch_weights(workspace, layout, n_rows))
     return _batch_objective_outlined(
-        params, layer_units, offsets, weights, biases, grad_weights, grad_biases,
-        activations, deltas, targets, batch_weights, hidden_activation, output_activation,
-        loss, n_rows, alpha, l1_weight, kl_weight, kl_target, contraction_weight, penalized,
-        eps, grad, workspace, layout, _WEIGHT_GRADS, 0.0)
+        params, layer_units, offsets, hidden_activation, output_activation, loss, n_rows,
+        alpha, l1_weight, kl_weight, kl_target, contraction_weight, penalized, eps, grad,
+        workspace, layout, _WEIGHT_GRADS, 0.0)
 
 
 # ---------------------------------------------------------------------------------------
 # Rosenblatt's perceptron, one-vs-rest, as scikit-learn's _plain_sgd (docs/kernels.md).
-
-
-# Reassociation lets LLVM vectorise the sum (as the Cython build's four partial sums do);
-# it changes nothing but the rounding of the sum, and NaN and infinity keep their meaning.
-@_jit(fastmath={"reassoc"})
-def _row_dot(A, a, B, b):
-    """``A[a] . B[b]`` accumulated in double.
-
-    Rows are indexed here rather than sliced by the caller: a slice is a new array object
-    whose reference counting costs about as much as a 100-feature dot product.
-    """
-    total = 0.0
-    for j in range(A.shape[1]):
-        total += np.float64(A[a, j]) * B[b, j]
-    return total
 
 
 @_jit

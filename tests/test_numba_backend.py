@@ -138,7 +138,7 @@ def test_jit_helper_falls_back_to_uncached(monkeypatch):
     with pytest.warns(RuntimeWarning, match="cannot be cached"):
         add_one = module._jit(lambda x: x + 1)
     assert add_one(41) == 42
-    plain = {"nogil": True, "error_model": "numpy"}
+    plain = {"nogil": True, "error_model": "numpy", "fastmath": {"contract"}}
     assert calls == [{**plain, "cache": True}, plain]
     # Once the reason is known, later kernels go straight to the uncached njit.
     calls.clear()
@@ -150,6 +150,16 @@ def test_kernels_are_nogil():
     module = load_backend("numba")
     for name in ("_sgd_epoch", "_loss_and_gradient", "_forward", "_corrupt", "_perceptron_epoch"):
         assert getattr(module, name).targetoptions["nogil"] is True
+
+
+def test_kernels_take_no_fast_math_liberty_but_fused_multiply_adds():
+    # FMA contraction only (as GCC compiles the Cython kernels); the perceptron's dot
+    # product is reassociated instead. No finite-math or reciprocal assumptions anywhere.
+    module = load_backend("numba")
+    for name in ("_sgd_epoch", "_loss_and_gradient", "_forward", "_corrupt",
+                 "_perceptron_epoch"):
+        assert getattr(module, name).targetoptions["fastmath"] == {"contract"}
+    assert module._row_dot.targetoptions["fastmath"] == {"reassoc"}
 
 
 def _small_problem(dtype, hidden=(5, 4), n_samples=9, n_outputs=3):
