@@ -11,7 +11,7 @@ end to end; sums (losses, norms) are accumulated in double.
 from libc.math cimport cos, fabs, isfinite, log, sqrt
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 from cython cimport floating
 
@@ -788,6 +788,7 @@ cdef double _weight_sq(const Net* net, const floating* params) noexcept nogil:
 # would serialise the loop on the latency of an addition.
 cdef enum:
     LANES = 32
+    DESCEND_LOCAL = 256   # entries of d that _descend_outer copies to the stack
 
 
 ctypedef fused other_floating:
@@ -841,36 +842,29 @@ cdef struct Update:
 cdef void _descend_outer(floating* p, const floating* x, const floating* d,
                          Py_ssize_t n_rows, Py_ssize_t n_cols, floating lr,
                          floating l2) noexcept nogil:
-    """Plain SGD from an outer product, p[r, j] -= lr (x[r] d[j] + l2 p[r, j]), four rows
-    per pass over d: online learning's rows are short, and one row per loop spends more
-    on loop overhead than on the update."""
-    cdef Py_ssize_t r = 0, j
-    cdef floating* p0
-    cdef floating* p1
-    cdef floating* p2
-    cdef floating* p3
-    cdef floating x0, x1, x2, x3
-    while r + 4 <= n_rows:
-        p0 = p + r * n_cols
-        p1 = p0 + n_cols
-        p2 = p1 + n_cols
-        p3 = p2 + n_cols
-        x0 = x[r]
-        x1 = x[r + 1]
-        x2 = x[r + 2]
-        x3 = x[r + 3]
+    """Plain SGD from an outer product, p[r, j] -= lr (x[r] d[j] + l2 p[r, j]).
+
+    d is first copied to the stack (when it fits): the compiler then knows that the
+    updates cannot change it, and drops the overlap checks it would otherwise make
+    before every row, which cost as much as the update of a short row."""
+    cdef Py_ssize_t r, j
+    cdef floating* row
+    cdef floating a
+    cdef floating local[DESCEND_LOCAL]
+    cdef const floating* dd = d
+    if n_cols == 1:  # a column (a single output unit): one loop down the rows
+        a = d[0]
+        for r in range(n_rows):
+            p[r] = p[r] - lr * (x[r] * a + l2 * p[r])
+        return
+    if n_cols <= DESCEND_LOCAL:
+        memcpy(local, d, n_cols * sizeof(floating))
+        dd = local
+    for r in range(n_rows):
+        row = p + r * n_cols
+        a = x[r]
         for j in range(n_cols):
-            p0[j] = p0[j] - lr * (x0 * d[j] + l2 * p0[j])
-            p1[j] = p1[j] - lr * (x1 * d[j] + l2 * p1[j])
-            p2[j] = p2[j] - lr * (x2 * d[j] + l2 * p2[j])
-            p3[j] = p3[j] - lr * (x3 * d[j] + l2 * p3[j])
-        r += 4
-    while r < n_rows:
-        p0 = p + r * n_cols
-        x0 = x[r]
-        for j in range(n_cols):
-            p0[j] = p0[j] - lr * (x0 * d[j] + l2 * p0[j])
-        r += 1
+            row[j] = row[j] - lr * (a * dd[j] + l2 * row[j])
 
 
 cdef void _step(const Update* up, floating* p, floating* v, floating* s, const floating* g,
