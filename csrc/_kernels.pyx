@@ -424,7 +424,7 @@ cdef double _output_loss_delta(const Objective* obj, floating* P, const floating
     cdef const floating* y
     cdef floating* d
     cdef floating w
-    cdef double row_loss, total = 0, pc
+    cdef double row_loss, total = 0, pc, term
     cdef int act = obj.output_activation
     memset(gb, 0, n_out * sizeof(floating))
     for r in range(n_rows):
@@ -455,7 +455,14 @@ cdef double _output_loss_delta(const Objective* obj, floating* P, const floating
         elif obj.loss == _codes.BINARY_LOG_LOSS:
             for j in range(n_out):
                 pc = min(max(<double> p[j], eps), 1.0 - eps)
-                row_loss -= y[j] * log(pc) + (1.0 - y[j]) * log(1.0 - pc)
+                # A term whose factor is 0 adds nothing (pc is clipped, its log finite):
+                # binary targets need one log, not two. Same sum, same rounding.
+                term = 0
+                if y[j] != 0:
+                    term = y[j] * log(pc)
+                if y[j] != 1:
+                    term += (1.0 - y[j]) * log(1.0 - pc)
+                row_loss -= term
                 d[j] = w * (p[j] - y[j])
         else:
             for j in range(n_out):

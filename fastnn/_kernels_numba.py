@@ -583,7 +583,13 @@ def _output_delta(P, b, Y, sample_weight, weight_sum, output_activation, loss, e
                 y = np.float64(Y[i, j])
                 clipped = min(max(p, eps), 1.0 - eps)
                 if loss == BINARY_LOG_LOSS:
-                    row -= y * math.log(clipped) + (1.0 - y) * math.log(1.0 - clipped)
+                    # One log for a binary target, as in the Cython kernel (same sum).
+                    term = 0.0
+                    if y != 0:
+                        term = y * math.log(clipped)
+                    if y != 1:
+                        term += (1.0 - y) * math.log(1.0 - clipped)
+                    row -= term
                 else:  # log loss (softmax)
                     row -= y * math.log(clipped)
                 E[i, j] = s * (p - y)
