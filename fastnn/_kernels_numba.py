@@ -653,6 +653,49 @@ def _adjoint_in_a(k, deepest):
 
 
 @_jit
+def _contraction_one_layer(params, layer_units, offsets, hidden_activation, sample_weight,
+                           weight_sum, contraction_weight, workspace, layout, cgrad):
+    """The one-encoder-layer case of ``_contractive_penalty`` in closed form,
+    ``||J(x_i)||_F^2 = sum_j g'(a_ij)^2 ||W_:j||^2``: no Jacobian per sample.
+
+    Mirrors csrc/_kernels.pyx:_contraction_one_layer. Same outputs as the general path:
+    returns sum_i s_i ||J(x_i)||^2, writes the curvature rows, adds the direct weight
+    term ``(2 c / S) sum_i s_i g'(a_ij)^2 W_:j`` to the _CGRAD region.
+    """
+    n_layers = layer_units.shape[0] - 1
+    n_features, units = layer_units[0], layer_units[1]
+    n_rows = sample_weight.shape[0]
+    W = _weights(params, layer_units, offsets, 0)
+    O = _view(workspace, layout[_slot(_ACTIVATIONS, 1, n_layers)], n_rows, units)
+    curvature = _view(workspace, layout[_slot(_CURVATURE, 1, n_layers)], n_rows, units)
+    # Scratch in regions the general path would use: ||W_:j||^2 and sum_i s_i g'^2.
+    col_norm = workspace[layout[_ADJOINT_A]:layout[_ADJOINT_A] + units]
+    weighted_sq = workspace[layout[_ADJOINT_PRE]:layout[_ADJOINT_PRE] + units]
+    col_norm[:] = 0
+    weighted_sq[:] = 0
+    for c in range(n_features):
+        for j in range(units):
+            col_norm[j] += W[c, j] * W[c, j]
+    for i in range(n_rows):
+        s = sample_weight[i]
+        scale = contraction_weight * s / weight_sum
+        for j in range(units):
+            o = O[i, j]
+            d = _derivative(o, hidden_activation)
+            weighted_sq[j] += s * d * d
+            curvature[i, j] = scale * _second_derivative(o, hidden_activation) * (
+                2.0 * d * col_norm[j])
+    total = 0.0
+    for j in range(units):
+        total += np.float64(weighted_sq[j]) * col_norm[j]
+    W_grad = _weights(cgrad, layer_units, offsets, 0)
+    for c in range(n_features):
+        for j in range(units):
+            W_grad[c, j] += (2.0 * contraction_weight / weight_sum * weighted_sq[j]) * W[c, j]
+    return total
+
+
+@_jit
 def _contractive_penalty(params, layer_units, offsets, hidden_activation, penalized,
                          sample_weight, weight_sum, contraction_weight, workspace, layout):
     """sum_i s_i sum_k ||J^k(x_i)||_F^2 over the penalised layers k, and its gradient parts.
@@ -673,6 +716,10 @@ def _contractive_penalty(params, layer_units, offsets, hidden_activation, penali
     n_rows = sample_weight.shape[0]
     cgrad = workspace[layout[_CGRAD]:layout[_CGRAD] + offsets[n_layers - 1, 1]]
     cgrad[:] = 0
+    if deepest == 1:
+        return _contraction_one_layer(params, layer_units, offsets, hidden_activation,
+                                      sample_weight, weight_sum, contraction_weight,
+                                      workspace, layout, cgrad)
     W0 = _weights(params, layer_units, offsets, 0)
     M1 = _view(workspace, layout[_slot(_PRE_JACOBIANS, 1, n_layers)], layer_units[1], n_features)
     M1[:, :] = W0.T
