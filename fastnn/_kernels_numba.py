@@ -89,34 +89,39 @@ def _mix(z):
     return z ^ (z >> _S31)
 
 
-@_jit
-def _uniform(seed, epoch, sample, feature):
-    h = _mix(_mix(_mix(_mix(seed) ^ epoch) ^ np.uint64(sample)) ^ np.uint64(feature))
-    return np.float64(h >> _S11) * _TWO_POW_M53
+@_jit(inline="always")
+def _row_key(seed, epoch, sample):
+    """The key of one row's noise: every entry's draw is one more _mix of it."""
+    return _mix(_mix(_mix(seed) ^ epoch) ^ np.uint64(sample))
+
+
+@_jit(inline="always")
+def _uniform(row_key, feature):
+    return np.float64(_mix(row_key ^ np.uint64(feature)) >> _S11) * _TWO_POW_M53
 
 
 @_jit
-def _corrupt_value(x, sample, feature, noise, noise_level, seed, epoch):
-    """The corrupted value of entry ``(sample, feature)`` (in double)."""
+def _corrupt_row(x, noise, noise_level, row_key, out):
+    """Mirrors csrc/_kernels.pyx:_corrupt_row: one row after masking or Gaussian noise
+    (or a plain copy), one loop per kind of noise."""
     if noise == MASK_NOISE:
-        if _uniform(seed, epoch, sample, feature) < noise_level:
-            return 0.0
-        return np.float64(x)
-    if noise == GAUSSIAN_NOISE:
-        u1 = 1.0 - _uniform(seed, epoch, sample, 2 * feature)
-        u2 = _uniform(seed, epoch, sample, 2 * feature + 1)
-        z = math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
-        return np.float64(x) + noise_level * z
-    return np.float64(x)
+        for j in range(x.shape[0]):
+            out[j] = 0 if _uniform(row_key, j) < noise_level else x[j]
+    elif noise == GAUSSIAN_NOISE:
+        for j in range(x.shape[0]):
+            u1 = 1.0 - _uniform(row_key, 2 * j)
+            u2 = _uniform(row_key, 2 * j + 1)
+            z = math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
+            out[j] = np.float64(x[j]) + noise_level * z
+    else:
+        for j in range(x.shape[0]):
+            out[j] = x[j]
 
 
 @_jit
 def _corrupt(X, sample_index, noise, noise_level, seed, epoch, out):
     for r in range(X.shape[0]):
-        for j in range(X.shape[1]):
-            out[r, j] = _corrupt_value(
-                X[r, j], sample_index[r], j, noise, noise_level, seed, epoch
-            )
+        _corrupt_row(X[r], noise, noise_level, _row_key(seed, epoch, sample_index[r]), out[r])
 
 
 # ---------------------------------------------------------------------------------------
@@ -825,9 +830,8 @@ def _gather_batch(X, Y, sample_weight, rows, noise, noise_level, noise_seed, epo
             for j in range(inputs.shape[1]):
                 inputs[r, j] = X[sample, j]
         else:
-            for j in range(inputs.shape[1]):
-                inputs[r, j] = _corrupt_value(X[sample, j], sample, j, noise, noise_level,
-                                              noise_seed, epoch)
+            _corrupt_row(X[sample], noise, noise_level,
+                         _row_key(noise_seed, epoch, sample), inputs[r])
         for j in range(Y.shape[1]):
             targets[r, j] = Y[sample, j]
         weights[r] = sample_weight[sample]
