@@ -39,9 +39,9 @@ def extensions():
         # -fno-math-errno: the kernels never read errno, and setting it keeps sqrt out
         # of vectorised loops. -fno-trapping-math: nothing reads the floating-point
         # exception flags, and without it GCC keeps a compare-and-select (the clamp in
-        # _exp) as a branch, so the logistic and tanh loops stay scalar. 512-bit vectors where the CPU has them: the online
-        # update is bound by stores, and a zmm store moves twice a ymm's bytes
-        # (measured: W2 about 10% faster).
+        # _exp) as a branch, so the logistic and tanh loops stay scalar. 512-bit
+        # vectors where the CPU has them: the online update is bound by stores, and a
+        # zmm store moves twice a ymm's bytes (measured: W2 about 10% faster).
         compile_args = ["-O3", "-fno-math-errno", "-fno-trapping-math"] + (
             [] if _flag("FASTNN_PORTABLE") else ["-march=native", "-mprefer-vector-width=512"])
     modules = []
