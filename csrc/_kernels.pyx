@@ -11,7 +11,7 @@ end to end; sums (losses, norms) are accumulated in double.
 from libc.math cimport cos, fabs, isfinite, log, sqrt
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy, memmove, memset
 
 from cython cimport floating
 
@@ -78,6 +78,7 @@ cdef struct Net:
     int64_t* coef_off            # L offsets of W_i in params
     int64_t* bias_off            # L offsets of b_i in params
     int64_t* lay                 # workspace layout, see _layout
+    int64_t* columns             # 2 units[0] + 2 entries for _used_columns
     Py_ssize_t n_params
 
 
@@ -95,8 +96,10 @@ cdef enum:
     FIX_VEC = 2         # two vectors of the widest layer
     FIX_GBAR0 = 3       # backward Jacobian buffers (deep contractive penalty)
     FIX_GBAR1 = 4
-    FIX_TOTAL = 5
-    N_FIXED = 6
+    FIX_XC = 5          # the batch's input restricted to its used columns
+    FIX_WC = 6          # the first layer's weights of those columns
+    FIX_TOTAL = 7
+    N_FIXED = 8
 
 
 cdef inline Py_ssize_t _slot(Py_ssize_t n_layers, int kind, Py_ssize_t k) noexcept nogil:
@@ -107,11 +110,33 @@ cdef inline Py_ssize_t _fixed(Py_ssize_t n_layers, int which) noexcept nogil:
     return N_LAYER_SLOTS * (n_layers + 1) + which
 
 
+# Input columns that are zero in every row of a batch (the empty border of an image:
+# about a quarter of MNIST's columns in a batch of 512, a third in one of 64) add nothing
+# to the first layer's products. A batch with enough of them runs its first layer on the
+# columns it uses: both products of that layer shrink by the share of zero columns, for
+# one copy of the used inputs and weights (bench/README.md, "Zero input columns").
+cdef enum:
+    COMPACT_MIN_ROWS = 16           # smaller batches: the copies cost what they save
+    COMPACT_MIN_MULADDS = 1 << 18   # smaller first layers: the scan alone costs more
+    COMPACT_MIN_SHARE = 8           # compact when at least 1/8 of the columns are zero
+
+
+cdef inline bint _may_compact(Py_ssize_t rows, Py_ssize_t n_in, Py_ssize_t n_out,
+                              bint contraction) noexcept nogil:
+    """Whether a batch of ``rows`` rows into a first layer of n_in x n_out weights may
+    compact: not with the contractive penalty, whose Jacobians are taken with respect to
+    every input. (The workspace reserves the space whatever ``contraction``: one made
+    for it must also serve a network whose penalty has nothing to contract.)"""
+    return (rows >= COMPACT_MIN_ROWS and rows * n_in * n_out >= COMPACT_MIN_MULADDS
+            and not contraction)
+
+
 cdef int64_t* _new_net(Net* net, const int64_t* units, Py_ssize_t n_layers,
                        Py_ssize_t rows, bint contraction) noexcept nogil:
     """Fill ``net`` (one malloc, freed by the caller); returns NULL when out of memory."""
     cdef Py_ssize_t n_lay = N_LAYER_SLOTS * (n_layers + 1) + N_FIXED
-    cdef int64_t* block = <int64_t*> malloc((2 * n_layers + n_lay) * sizeof(int64_t))
+    cdef int64_t* block = <int64_t*> malloc((2 * n_layers + n_lay + 2 * units[0] + 2)
+                                            * sizeof(int64_t))
     if block == NULL:
         return NULL
     net.n_layers = n_layers
@@ -119,6 +144,7 @@ cdef int64_t* _new_net(Net* net, const int64_t* units, Py_ssize_t n_layers,
     net.coef_off = block
     net.bias_off = block + n_layers
     net.lay = block + 2 * n_layers
+    net.columns = net.lay + n_lay
     cdef Py_ssize_t i, k, position = 0, widest = 0
     for i in range(n_layers):
         net.coef_off[i] = position
@@ -161,6 +187,11 @@ cdef int64_t* _new_net(Net* net, const int64_t* units, Py_ssize_t n_layers,
         position += widest * units[0]
         lay[_fixed(n_layers, FIX_GBAR1)] = position
         position += widest * units[0]
+    if _may_compact(rows, units[0], units[1], False):
+        lay[_fixed(n_layers, FIX_XC)] = position
+        position += rows * units[0]
+        lay[_fixed(n_layers, FIX_WC)] = position
+        position += units[0] * units[1]
     lay[_fixed(n_layers, FIX_TOTAL)] = position
     return block
 
@@ -628,6 +659,99 @@ cdef double _contraction_chain(const Net* net, const Objective* obj, const float
     return obj.contraction_weight * total
 
 
+cdef Py_ssize_t _used_columns(const floating* X, Py_ssize_t n_rows, Py_ssize_t n_cols,
+                              int64_t* flags, int64_t* runs,
+                              Py_ssize_t* n_runs) noexcept nogil:
+    """The columns of the (n_rows, n_cols) batch X that hold a non-zero entry, as runs
+    of consecutive columns: ``runs`` gets (first column, length) pairs, ``n_runs`` their
+    number (at most n_cols / 2 + 1 pairs); returns the number of columns used. ``flags``
+    (n_cols) is scratch. Returns n_cols, the runs then meaningless, when fewer than
+    n_cols / COMPACT_MIN_SHARE columns are zero throughout: the scan stops as soon as that
+    is certain (after the first row, on dense data)."""
+    cdef Py_ssize_t r, j, zeros, n_used = 0
+    cdef const floating* row
+    memset(flags, 0, n_cols * sizeof(int64_t))
+    for r in range(n_rows):
+        row = X + r * n_cols
+        for j in range(n_cols):
+            flags[j] = flags[j] | (row[j] != 0)
+        if r % 16 == 0 or r == n_rows - 1:
+            zeros = 0
+            for j in range(n_cols):
+                zeros += 1 - flags[j]
+            if zeros * COMPACT_MIN_SHARE < n_cols:
+                return n_cols
+    n_runs[0] = 0
+    for j in range(n_cols):
+        if not flags[j]:
+            continue
+        if j == 0 or not flags[j - 1]:
+            runs[2 * n_runs[0]] = j
+            runs[2 * n_runs[0] + 1] = 0
+            n_runs[0] += 1
+        runs[2 * n_runs[0] - 1] += 1
+        n_used += 1
+    return n_used
+
+
+cdef void _take_columns(const floating* X, Py_ssize_t n_rows, Py_ssize_t n_cols,
+                        const int64_t* runs, Py_ssize_t n_runs, Py_ssize_t n_used,
+                        floating* out) noexcept nogil:
+    """out (n_rows, n_used) <- the columns of X (n_rows, n_cols) in ``runs``: one copy per
+    run (a dozen or more columns at a time, in images), not an indexed load per entry."""
+    cdef Py_ssize_t r, q, j, length
+    cdef const floating* src
+    cdef floating* dst
+    for r in range(n_rows):
+        dst = out + r * n_used
+        for q in range(n_runs):
+            src = X + r * n_cols + runs[2 * q]
+            length = runs[2 * q + 1]
+            for j in range(length):
+                dst[j] = src[j]
+            dst += length
+
+
+cdef void _take_rows(const floating* W, Py_ssize_t n_cols, const int64_t* runs,
+                     Py_ssize_t n_runs, floating* out) noexcept nogil:
+    """out <- the rows of W in ``runs``, one after the other (a run of rows is one
+    contiguous block)."""
+    cdef Py_ssize_t q
+    for q in range(n_runs):
+        memcpy(out, W + runs[2 * q] * n_cols, runs[2 * q + 1] * n_cols * sizeof(floating))
+        out += runs[2 * q + 1] * n_cols
+
+
+cdef void _put_rows(floating* W, Py_ssize_t n_rows, Py_ssize_t n_cols,
+                    const floating* rows, const int64_t* runs, Py_ssize_t n_runs,
+                    Py_ssize_t n_used, floating others) noexcept nogil:
+    """The inverse of ``_take_rows``: the runs of W <- the rows of ``rows`` (n_used,
+    n_cols), one after the other; W's other rows are multiplied by ``others``, or cleared
+    when it is 0. ``rows`` may be W itself: the runs go from the last to the first, and
+    each moves to a place at or after its own, so none is read after it is overwritten
+    (memmove: a run may overlap its new place)."""
+    cdef Py_ssize_t q, j, first, length, gap_end = n_rows, taken = n_used
+    for q in range(n_runs, -1, -1):
+        if q > 0:
+            first = runs[2 * (q - 1)]
+            length = runs[2 * (q - 1) + 1]
+        else:
+            first = 0
+            length = 0
+        # The rows between this run and the next are unused.
+        if others == 0:
+            memset(W + (first + length) * n_cols, 0,
+                   (gap_end - first - length) * n_cols * sizeof(floating))
+        elif others != 1:
+            for j in range((first + length) * n_cols, gap_end * n_cols):
+                W[j] = others * W[j]
+        taken -= length
+        if length > 0 and W + first * n_cols != rows + taken * n_cols:
+            memmove(W + first * n_cols, rows + taken * n_cols,
+                    length * n_cols * sizeof(floating))
+        gap_end = first
+
+
 cdef enum:
     WEIGHT_GRADS = 0
     WEIGHT_SKIP = 1
@@ -665,6 +789,9 @@ cdef const floating* _batch_gradient(
     cdef floating* ca
     cdef floating* gb
     cdef Py_ssize_t deepest = obj.deepest_contracted
+    cdef const floating* first_in
+    cdef floating* first_w
+    cdef Py_ssize_t n_used, n_runs = 0
     eps = EPS_FLOAT32 if floating is float else EPS_FLOAT64
 
     for r in range(n_rows):
@@ -684,11 +811,30 @@ cdef const floating* _batch_gradient(
                          X + rows[r] * u[0], x_copy + r * u[0], u[0])
         inputs = x_copy
 
+    # The first layer's input and weights, restricted to the columns the batch uses
+    # when enough are zero throughout (see COMPACT_MIN_SHARE).
+    first_in = inputs
+    first_w = <floating*> params + net.coef_off[0]
+    n_used = u[0]
+    if inputs == x_copy and _may_compact(n_rows, u[0], u[1], deepest > 0):
+        n_used = _used_columns(inputs, n_rows, u[0], net.columns,
+                               net.columns + u[0], &n_runs)
+        if n_used < u[0]:
+            first_in = ws + net.lay[_fixed(L, FIX_XC)]
+            first_w = ws + net.lay[_fixed(L, FIX_WC)]
+            _take_columns(inputs, n_rows, u[0], net.columns + u[0], n_runs, n_used,
+                          <floating*> first_in)
+            _take_rows(params + net.coef_off[0], u[1], net.columns + u[0], n_runs,
+                       first_w)
+
     # Forward (the output layer's bias and activation are applied with its loss).
+    gemm(False, False, n_rows, u[1], n_used, first_in, n_used, first_w, u[1],
+         <floating> 0, _activations(net, ws, inputs, 1), u[1])
     for i in range(L):
         out = _activations(net, ws, inputs, i + 1)
-        gemm(False, False, n_rows, u[i + 1], u[i], _activations(net, ws, inputs, i), u[i],
-             params + net.coef_off[i], u[i + 1], <floating> 0, out, u[i + 1])
+        if i > 0:
+            gemm(False, False, n_rows, u[i + 1], u[i], _activations(net, ws, inputs, i),
+                 u[i], params + net.coef_off[i], u[i + 1], <floating> 0, out, u[i + 1])
         if i < L - 1:
             _bias_activation(obj.hidden_activation, out, params + net.bias_off[i], n_rows,
                              u[i + 1])
@@ -741,7 +887,22 @@ cdef const floating* _batch_gradient(
                 ca = ws + net.lay[_slot(L, SLOT_CA, i)]
             _hidden_delta(obj.hidden_activation, delta_prev,
                           _activations(net, ws, inputs, i), pen, ca, n_rows * u[i])
-        if weight_mode == WEIGHT_GRADS:
+        if i == 0 and n_used < u[0]:
+            # The rows of the unused columns get no gradient: the products run on the
+            # used ones, which then go back to their places.
+            if weight_mode == WEIGHT_GRADS:
+                gemm(True, False, n_used, u[1], n_rows, first_in, n_used, delta, u[1],
+                     <floating> 0, grad + net.coef_off[0], u[1])
+                _put_rows(grad + net.coef_off[0], u[0], u[1], grad + net.coef_off[0],
+                          net.columns + u[0], n_runs, n_used, 0)
+            elif weight_mode == WEIGHT_DESCEND:
+                gemm_scaled(True, False, n_used, u[1], n_rows, -descent_rate, first_in,
+                            n_used, delta, u[1], 1 - descent_rate * descent_l2, first_w,
+                            u[1])
+                _put_rows(<floating*> params + net.coef_off[0], u[0], u[1], first_w,
+                          net.columns + u[0], n_runs, n_used,
+                          1 - descent_rate * descent_l2)
+        elif weight_mode == WEIGHT_GRADS:
             gemm(True, False, u[i], u[i + 1], n_rows, _activations(net, ws, inputs, i),
                  u[i], delta, u[i + 1], <floating> (1 if i < deepest else 0),
                  grad + net.coef_off[i], u[i + 1])
@@ -1461,3 +1622,21 @@ def _matmul(const floating[:, ::1] A, const floating[:, ::1] B, floating[:, ::1]
                 gemm(False, False, m, n, k, &A[0, 0], k, &B[0, 0], n, <floating> 0,
                      &C[0, 0], n)
     return None
+
+
+def _used_columns_twin(const floating[:, ::1] X):
+    """The def twin of ``_used_columns``, for tests: the columns a batch X would keep
+    (int64, from its runs), or None when it would not compact."""
+    cdef Py_ssize_t n_cols = X.shape[1], n_used, n_runs = 0
+    if X.shape[0] == 0 or n_cols == 0:
+        raise ValueError("X is empty.")
+    scratch = np.empty(2 * n_cols + 2, dtype=np.int64)
+    cdef int64_t[::1] view = scratch
+    with nogil:
+        n_used = _used_columns(&X[0, 0], X.shape[0], n_cols, &view[0], &view[n_cols],
+                               &n_runs)
+    if n_used == n_cols:
+        return None
+    runs = scratch[n_cols:n_cols + 2 * n_runs].reshape(-1, 2)
+    return np.concatenate([np.arange(0, dtype=np.int64)]
+                          + [np.arange(a, a + b, dtype=np.int64) for a, b in runs])

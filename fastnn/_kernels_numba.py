@@ -303,8 +303,8 @@ def _view(buffer, start, rows, cols):
 # Workspace regions. Single regions first, then one slot per layer (0..L) for each
 # per-layer kind; `_slot` gives the index of a region's start in the layout array.
 (_TARGETS, _WEIGHTS, _GRAD, _KL, _ADJOINT_A, _ADJOINT_B, _ADJOINT_PRE, _OUTER, _CGRAD,
- _TOTAL) = range(10)
-_N_SINGLE = 10
+ _COMPACT_X, _COMPACT_W, _TOTAL) = range(12)
+_N_SINGLE = 12
 _ACTIVATIONS, _DELTAS, _CURVATURE, _PRE_JACOBIANS, _JACOBIANS = range(5)
 _N_KINDS = 5
 
@@ -325,7 +325,9 @@ def _layout(layer_units, rows, contraction):
     ``M^k`` and the Jacobian ``J^k`` of one sample (units[k] x n_features), two adjoint
     buffers and one scaled adjoint (max hidden units x n_features), one outer-product
     buffer (units[k-1] x units[k]) and a flat buffer for the penalty's direct weight
-    gradient. The last entry (``_TOTAL``) is the length needed.
+    gradient. For batches that may compact (``_may_compact``, whatever ``contraction``),
+    the input restricted to its used columns and the first layer's weights of those.
+    The last entry (``_TOTAL``) is the length needed.
     """
     n_layers = layer_units.shape[0] - 1
     n_features = layer_units[0]
@@ -370,6 +372,11 @@ def _layout(layer_units, rows, contraction):
         position += widest_outer
         layout[_CGRAD] = position
         position += n_params
+    if _may_compact(rows, n_features, layer_units[1], False):
+        layout[_COMPACT_X] = position
+        position += rows * n_features
+        layout[_COMPACT_W] = position
+        position += n_features * layer_units[1]
     layout[_TOTAL] = position
     return layout
 
@@ -837,6 +844,112 @@ def _gather_batch(X, Y, sample_weight, rows, noise, noise_level, noise_seed, epo
         weights[r] = sample_weight[sample]
 
 
+# Input columns that are zero in every row of a batch: the first layer runs on the used
+# ones (mirrors csrc/_kernels.pyx, COMPACT_MIN_ROWS and the functions after it).
+_COMPACT_MIN_ROWS = 16
+_COMPACT_MIN_MULADDS = 1 << 18
+_COMPACT_MIN_SHARE = 8
+
+
+@_jit(inline="always")
+def _may_compact(rows, n_in, n_out, contraction):
+    return (rows >= _COMPACT_MIN_ROWS and rows * n_in * n_out >= _COMPACT_MIN_MULADDS
+            and not contraction)
+
+
+@_jit
+def _used_columns(X, columns):
+    """Mirrors csrc/_kernels.pyx:_used_columns. ``columns`` (2 n_cols + 2 entries) gets
+    the flags of the columns of X with a non-zero entry, then their runs as (first
+    column, length) pairs; returns ``(n_used, n_runs)``, with ``n_used = X.shape[1]``
+    when compacting would not pay."""
+    n_rows, n_cols = X.shape
+    flags = columns[:n_cols]
+    runs = columns[n_cols:]
+    flags[:] = 0
+    for r in range(n_rows):
+        for j in range(n_cols):
+            flags[j] |= X[r, j] != 0
+        if r % 16 == 0 or r == n_rows - 1:
+            zeros = 0
+            for j in range(n_cols):
+                zeros += 1 - flags[j]
+            if zeros * _COMPACT_MIN_SHARE < n_cols:
+                return n_cols, 0
+    n_used = 0
+    n_runs = 0
+    for j in range(n_cols):
+        if not flags[j]:
+            continue
+        if j == 0 or not flags[j - 1]:
+            runs[2 * n_runs] = j
+            runs[2 * n_runs + 1] = 0
+            n_runs += 1
+        runs[2 * n_runs - 1] += 1
+        n_used += 1
+    return n_used, n_runs
+
+
+def _used_columns_twin(X):
+    """Mirrors csrc/_kernels.pyx:_used_columns_twin, for tests."""
+    X = np.ascontiguousarray(X)
+    if X.size == 0:
+        raise ValueError("X is empty.")
+    columns = np.empty(2 * X.shape[1] + 2, dtype=np.int64)
+    n_used, n_runs = _used_columns(X, columns)
+    if n_used == X.shape[1]:
+        return None
+    runs = columns[X.shape[1]:X.shape[1] + 2 * n_runs].reshape(-1, 2)
+    return np.concatenate([np.arange(0, dtype=np.int64)]
+                          + [np.arange(a, a + b, dtype=np.int64) for a, b in runs])
+
+
+@_jit(inline="always")
+def _take_columns(X, runs, n_runs, out):
+    """out <- the columns of X in the runs, one copy loop per run."""
+    for r in range(X.shape[0]):
+        c = 0
+        for q in range(n_runs):
+            first = runs[2 * q]
+            for j in range(runs[2 * q + 1]):
+                out[r, c + j] = X[r, first + j]
+            c += runs[2 * q + 1]
+
+
+@_jit(inline="always")
+def _take_rows(W, runs, n_runs, out):
+    """out <- the rows of W in the runs, one after the other."""
+    c = 0
+    for q in range(n_runs):
+        first = runs[2 * q]
+        for g in range(runs[2 * q + 1]):
+            for j in range(W.shape[1]):
+                out[c + g, j] = W[first + g, j]
+        c += runs[2 * q + 1]
+
+
+@_jit
+def _put_rows(W, rows, runs, n_runs, others):
+    """Mirrors csrc/_kernels.pyx:_put_rows: the runs of W <- the rows of ``rows``, one
+    after the other; W's other rows multiplied by ``others``, or cleared when it is 0.
+    ``rows`` may share W's memory (rows[c] is W's row c): the runs go from the last to
+    the first, each to a place at or after its own, and a run's rows from its last."""
+    others = W.dtype.type(others)
+    gap_end = W.shape[0]
+    taken = rows.shape[0]
+    for q in range(n_runs, -1, -1):
+        first = runs[2 * (q - 1)] if q > 0 else 0
+        length = runs[2 * (q - 1) + 1] if q > 0 else 0
+        for g in range(first + length, gap_end):
+            for j in range(W.shape[1]):
+                W[g, j] = 0 if others == 0 else others * W[g, j]
+        taken -= length
+        for g in range(length - 1, -1, -1):
+            for j in range(W.shape[1]):
+                W[first + g, j] = rows[taken + g, j]
+        gap_end = first
+
+
 # What _batch_objective does with the weight gradients (csrc/_kernels.pyx's weight_mode).
 _WEIGHT_GRADS = 0    # write them into grad
 _WEIGHT_SKIP = 1     # one row: plain SGD from the outer product o^T E, never stored
@@ -907,7 +1020,7 @@ def _descend_product(A, E, W, rate, l2, scratch):
 def _batch_objective(params, layer_units, offsets, hidden_activation, output_activation,
                      loss, n_rows, alpha, l1_weight, kl_weight, kl_target,
                      contraction_weight, penalized, eps, grad, workspace, layout, weight_mode,
-                     descent_rate):
+                     descent_rate, columns):
     """Forward, objective and gradient of the batch of ``n_rows`` rows gathered in the
     workspace (``_gather_batch``).
 
@@ -930,15 +1043,37 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
         grad[:] = 0
         return 0.0, 0.0
 
+    # Layers 1..contracted carry the contractive penalty's curvature rows and direct terms.
+    contracted = _deepest_penalized(penalized) if contraction_weight > 0 else 0
+
+    # The first layer's input and weights, restricted to the columns the batch uses when
+    # enough are zero throughout (_used_columns).
+    first_in = _activations(workspace, layout, layer_units, 0, n_rows)
+    first_w = _weights(params, layer_units, offsets, 0)
+    n_used, n_runs = layer_units[0], 0
+    if _may_compact(n_rows, layer_units[0], layer_units[1], contracted > 0):
+        n_used, n_runs = _used_columns(first_in, columns)
+    runs = columns[layer_units[0]:]
+    if n_used < layer_units[0]:
+        compact_in = _view(workspace, layout[_COMPACT_X], n_rows, n_used)
+        compact_w = _view(workspace, layout[_COMPACT_W], n_used, layer_units[1])
+        _take_columns(first_in, runs, n_runs, compact_in)
+        _take_rows(first_w, runs, n_runs, compact_w)
+        first_in = compact_in
+        first_w = compact_w
+
     # Forward (the output layer's bias and activation are applied with its loss).
     for i in range(n_layers - 1):
-        _dense(_activations(workspace, layout, layer_units, i, n_rows),
-               _weights(params, layer_units, offsets, i),
+        _dense(first_in if i == 0 else _activations(workspace, layout, layer_units, i, n_rows),
+               first_w if i == 0 else _weights(params, layer_units, offsets, i),
                _biases(params, layer_units, offsets, i), hidden_activation,
                _activations(workspace, layout, layer_units, i + 1, n_rows))
     P = _activations(workspace, layout, layer_units, n_layers, n_rows)
-    _matmul(_activations(workspace, layout, layer_units, n_layers - 1, n_rows),
-            _weights(params, layer_units, offsets, n_layers - 1), P)
+    if n_layers == 1:
+        _matmul(first_in, first_w, P)
+    else:
+        _matmul(_activations(workspace, layout, layer_units, n_layers - 1, n_rows),
+                _weights(params, layer_units, offsets, n_layers - 1), P)
     data_loss = _output_delta(P, _biases(params, layer_units, offsets, n_layers - 1), Y,
                               sample_weight, weight_sum, output_activation, loss, eps,
                               _deltas(workspace, layout, layer_units, n_layers, n_rows),
@@ -947,8 +1082,6 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
     if alpha != 0:
         penalty += alpha / (2.0 * weight_sum) * _squared_weights(params, layer_units, offsets)
 
-    # Layers 1..contracted carry the contractive penalty's curvature rows and direct terms.
-    contracted = _deepest_penalized(penalized) if contraction_weight > 0 else 0
     if contracted > 0:
         penalty += contraction_weight / weight_sum * _contractive_penalty(
             params, layer_units, offsets, hidden_activation, penalized, sample_weight,
@@ -1003,10 +1136,21 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
         if weight_mode == _WEIGHT_SKIP:
             _descend_outer(W, O[0], E[0], descent_rate, l2)
             continue
-        if weight_mode == _WEIGHT_DESCEND:
+        if i == 0 and n_used < layer_units[0]:
+            # The rows of the unused columns get no gradient: the products run on the
+            # used ones, which then go back to their places.
+            compact_grad = _view(grad, offsets[0, 0], n_used, layer_units[1])
+            if weight_mode == _WEIGHT_DESCEND:
+                _descend_product(first_in, E, first_w, descent_rate, l2, compact_grad)
+                _put_rows(W, first_w, runs, n_runs, 1.0 - descent_rate * l2)
+                continue
+            _matmul_at(first_in, E, compact_grad)
+            _put_rows(W_grad, compact_grad, runs, n_runs, 0.0)
+        elif weight_mode == _WEIGHT_DESCEND:
             _descend_product(O, E, W, descent_rate, l2, W_grad)
             continue
-        _matmul_at(O, E, W_grad)
+        else:
+            _matmul_at(O, E, W_grad)
         if alpha != 0 or i < contracted:
             cgrad = workspace[layout[_CGRAD]:]
             W_direct = _weights(cgrad, layer_units, offsets, i) if i < contracted else W
@@ -1096,6 +1240,8 @@ def _sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, 
     rows_full = min(batch_size, n_total)
     layout_owner = _layout(layer_units, rows_full, contraction_weight > 0)
     layout = _unowned(layout_owner)
+    columns_owner = np.empty(2 * layer_units[0] + 2, dtype=np.int64)
+    columns = _unowned(columns_owner)
     grad = workspace[layout[_GRAD]:layout[_GRAD] + params.shape[0]]
     plain = (optimizer != ADAM and momentum == 0
              and not (contraction_weight > 0 and _deepest_penalized(penalized) > 0))
@@ -1126,7 +1272,7 @@ def _sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, 
         data_loss, penalty = _batch_objective(
             params, layer_units, offsets, hidden_activation, output_activation, loss, n_rows,
             alpha, l1_weight, kl_weight, kl_target, contraction_weight, penalized, eps, grad,
-            workspace, layout, weight_mode, learning_rate)
+            workspace, layout, weight_mode, learning_rate, columns)
         if not (np.isfinite(data_loss) and np.isfinite(penalty)):
             return loss_sum, penalty_sum, 0
         loss_sum += n_rows * data_loss
@@ -1153,7 +1299,8 @@ def _sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, 
     for p in range(params.shape[0]):
         if not abs(params[p]) < np.inf:
             return loss_sum, penalty_sum, 0
-    offsets_owner[0, 0] += layout_owner[0] * 0  # keeps both alive to here (see _unowned)
+    # Keeps the three alive to here (see _unowned).
+    offsets_owner[0, 0] += layout_owner[0] * 0 + columns_owner[0] * 0
     return loss_sum, penalty_sum, 1
 
 
@@ -1176,7 +1323,8 @@ def _loss_and_gradient(params, layer_units, hidden_activation, output_activation
     return _batch_objective_outlined(
         params, layer_units, offsets, hidden_activation, output_activation, loss, n_rows,
         alpha, l1_weight, kl_weight, kl_target, contraction_weight, penalized, eps, grad,
-        workspace, layout, _WEIGHT_GRADS, 0.0)
+        workspace, layout, _WEIGHT_GRADS, 0.0,
+        np.empty(2 * layer_units[0] + 2, dtype=np.int64))
 
 
 # ---------------------------------------------------------------------------------------

@@ -157,27 +157,31 @@ def test_design_covers_all_pairs():
 # One case: the network, data and hyper-parameters of a design row
 # --------------------------------------------------------------------------------------
 
-def _problem(row, seed=0):
+def _problem(row, seed=0, n_samples=N_SAMPLES, n_features=N_FEATURES, hidden=HIDDEN,
+             n_outputs=None):
+    """The arrays and hyper-parameters of design row ``row`` (sizes: the module's, unless
+    given; ``n_outputs`` replaces the output/loss's own width)."""
     rng = np.random.RandomState(seed)
     dtype = np.dtype(row["dtype"])
-    output_activation, loss, n_outputs = OUTPUT_LOSSES[row["output_loss"]]
-    units = as_layer_units(N_FEATURES, HIDDEN[row["depth"]], n_outputs)
+    output_activation, loss, default_outputs = OUTPUT_LOSSES[row["output_loss"]]
+    n_outputs = n_outputs or default_outputs
+    units = as_layer_units(n_features, hidden[row["depth"]], n_outputs)
     activation = row["activation"]
     params = glorot_uniform_init(units, activation, rng, dtype)
-    X = rng.uniform(0.0, 1.0, (N_SAMPLES, N_FEATURES)).astype(dtype)
+    X = rng.uniform(0.0, 1.0, (n_samples, n_features)).astype(dtype)
     if loss == _codes.SQUARED_ERROR and output_activation == _codes.IDENTITY:
-        Y = rng.normal(size=(N_SAMPLES, n_outputs))
+        Y = rng.normal(size=(n_samples, n_outputs))
     elif loss == _codes.SQUARED_ERROR:
-        Y = rng.uniform(0.0, 1.0, (N_SAMPLES, n_outputs))
+        Y = rng.uniform(0.0, 1.0, (n_samples, n_outputs))
     elif loss == _codes.BINARY_LOG_LOSS:
-        Y = rng.randint(0, 2, (N_SAMPLES, n_outputs))
+        Y = rng.randint(0, 2, (n_samples, n_outputs))
     else:
-        Y = np.eye(n_outputs)[rng.randint(0, n_outputs, N_SAMPLES)]
+        Y = np.eye(n_outputs)[rng.randint(0, n_outputs, n_samples)]
     Y = np.ascontiguousarray(Y, dtype=dtype)
     if row["weights"] == "ones":
-        sample_weight = np.ones(N_SAMPLES, dtype=dtype)
+        sample_weight = np.ones(n_samples, dtype=dtype)
     else:
-        sample_weight = rng.uniform(0.2, 2.0, N_SAMPLES).astype(dtype)
+        sample_weight = rng.uniform(0.2, 2.0, n_samples).astype(dtype)
     n_hidden = row["depth"]
     penalized = np.ones(n_hidden, dtype=np.int64)
     if row["penalized"] == "code" and n_hidden:
@@ -189,7 +193,7 @@ def _problem(row, seed=0):
              "gaussian": _codes.GAUSSIAN_NOISE}[row["noise"]]
     noise_level = {"none": 0.0, "mask": 0.3, "gaussian": 0.2}[row["noise"]]
     optimizer, momentum, nesterov = OPTIMIZERS[row["optimizer"]]
-    orders = [rng.permutation(N_SAMPLES).astype(np.int64) for _ in range(5)]
+    orders = [rng.permutation(n_samples).astype(np.int64) for _ in range(5)]
     return dict(
         units=units, params=params, X=X, Y=Y, sample_weight=sample_weight,
         hidden_activation=_codes.ACTIVATIONS[activation],
@@ -208,7 +212,8 @@ def _train(module, problem, n_epochs):
     params = p["params"].copy()
     velocity = np.zeros_like(params)
     second_moment = np.zeros_like(params)
-    rows = min(p["batch_size"], N_SAMPLES)
+    n_samples = p["X"].shape[0]
+    rows = min(p["batch_size"], n_samples)
     contraction = p["contraction_weight"] > 0
     workspace = module.make_workspace(p["units"], rows, params.dtype, contraction)
     adam_step, sums = 0, []
@@ -222,7 +227,7 @@ def _train(module, problem, n_epochs):
             p["noise"], p["noise_level"], p["noise_seed"], epoch, workspace,
         )
         assert ok == 1
-        adam_step += -(-N_SAMPLES // p["batch_size"])
+        adam_step += -(-n_samples // p["batch_size"])
         sums.append((loss_sum, penalty_sum))
     return params, velocity, second_moment, np.array(sums)
 
@@ -536,3 +541,120 @@ def test_cython_exp_is_within_two_ulps():
                         np.random.RandomState(0).normal(scale=5, size=5000)])
     ours = np.array([module._exp_twin(v) for v in x])
     assert np.max(np.abs(ours - np.exp(x)) / np.exp(x)) <= 2 * np.finfo(np.float64).eps
+
+
+# --------------------------------------------------------------------------------------
+# Batches with input columns that are zero throughout (csrc/_kernels.pyx, COMPACT_*):
+# the compiled backends run the first layer on the used columns only
+# --------------------------------------------------------------------------------------
+
+SPARSE_SAMPLES = 150  # batches of 64 (large enough to compact), 64 and a short one of 22
+SPARSE_FEATURES = 64
+SPARSE_HIDDEN = {0: (), 1: (64,), 2: (64, 8)}
+
+
+def _with_zero_columns(X, seed):
+    """X with MNIST-like empty columns: eleven always zero (in runs, the first and last
+    column among them), eight almost always (so that batches differ in what they use)."""
+    X = X.copy()
+    X[:, [0, 1, 2, 3, 4, 5, 30, 31, 32, 33, 63]] = 0
+    rare = np.random.RandomState(seed).uniform(size=(X.shape[0], 8)) < 0.97
+    X[:, 40:48][rare] = 0
+    return X
+
+
+def _sparse_problem(depth, optimizer="sgd", penalty="l2", noise="none", dtype="float64",
+                    activation="relu", autoencoder=False):
+    output_loss = "identity-squared" if depth == 0 or autoencoder else "softmax-log"
+    row = {"activation": activation, "output_loss": output_loss, "depth": depth,
+           "optimizer": optimizer, "penalty": penalty, "noise": noise, "batch_size": 64,
+           "dtype": dtype, "weights": "random", "penalized": "all"}
+    n_outputs = SPARSE_FEATURES if depth == 0 or autoencoder else None
+    p = _problem(row, seed=3, n_samples=SPARSE_SAMPLES, n_features=SPARSE_FEATURES,
+                 hidden=SPARSE_HIDDEN, n_outputs=n_outputs)
+    p["X"] = _with_zero_columns(p["X"], seed=4)
+    if autoencoder:
+        p["Y"] = p["X"]  # one array, as Autoencoder.fit passes it
+    return p
+
+
+@pytest.mark.parametrize("case", ["dense", "runs", "late-rows", "all-zero", "share-7",
+                                  "share-8"])
+def test_used_columns_are_the_nonzero_ones(fast_backend, case):
+    rng = np.random.RandomState(5)
+    X = rng.uniform(0.5, 1.0, (40, 64))
+    zero = {"dense": [], "runs": [0, 1, 2, 17, 40, 41, 62, 63], "late-rows": list(range(10)),
+            "all-zero": list(range(64)), "share-7": list(range(7)),
+            "share-8": list(range(8))}[case]
+    X[:, zero] = 0
+    if case == "late-rows":
+        X[35, 3] = 1.0  # non-zero only in a row after the first checks
+    used = kernels(fast_backend)._used_columns_twin(X)
+    if case in ("dense", "share-7"):  # fewer than 1/8 of the columns unused: no compaction
+        assert used is None
+    else:
+        np.testing.assert_array_equal(used, np.flatnonzero(X.any(axis=0)))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("depth", [0, 1, 2])
+def test_sparse_batches_match_reference(fast_backend, depth, optimizer, dtype):
+    # Plain SGD updates the compacted weights in the product (L2 scales the unused rows);
+    # momentum and Adam scatter a compacted gradient back into its rows.
+    p = _sparse_problem(depth, optimizer=optimizer, dtype=dtype)
+    module = kernels(fast_backend)
+    assert module._used_columns_twin(p["X"][p["orders"][0][:64]]) is not None
+    n_epochs = 5 if dtype == "float64" else 1
+    expected = _train(kernels("numpy"), p, n_epochs)
+    got = _train(module, p, n_epochs)
+    for name, e, g in zip(("params", "velocity", "second_moment", "loss sums"), expected, got):
+        np.testing.assert_allclose(g, e, err_msg=name, **_tolerance(np.dtype(dtype)))
+
+
+@pytest.mark.parametrize("case", ["none", "l1", "kl", "contractive", "combined", "mask",
+                                  "gaussian", "autoencoder", "autoencoder-momentum",
+                                  "autoencoder-float32"])
+def test_sparse_batches_match_reference_with_penalties_and_noise(fast_backend, case):
+    # Masking keeps zero columns zero (and adds some), Gaussian noise fills them in; the
+    # contractive penalty turns compaction off. An autoencoder's target is its input.
+    kwargs = {"none": dict(penalty="none"), "l1": dict(penalty="l1"),
+              "kl": dict(penalty="kl", activation="logistic"),
+              "contractive": dict(penalty="contractive"),
+              "combined": dict(penalty="combined", activation="logistic"),
+              "mask": dict(noise="mask"), "gaussian": dict(noise="gaussian"),
+              "autoencoder": dict(autoencoder=True),
+              "autoencoder-momentum": dict(autoencoder=True, optimizer="momentum"),
+              "autoencoder-float32": dict(autoencoder=True, dtype="float32")}[case]
+    depth = 1 if case.startswith("autoencoder") else 2
+    p = _sparse_problem(depth, **kwargs)
+    n_epochs = 5 if p["params"].dtype == np.float64 else 1
+    expected = _train(kernels("numpy"), p, n_epochs)
+    got = _train(kernels(fast_backend), p, n_epochs)
+    for name, e, g in zip(("params", "velocity", "second_moment", "loss sums"), expected, got):
+        np.testing.assert_allclose(g, e, err_msg=name, **_tolerance(p["params"].dtype))
+
+
+@pytest.mark.parametrize("inputs", ["sparse", "all-zero"])
+@pytest.mark.parametrize("depth", [0, 1, 2])
+def test_sparse_loss_and_gradient_match_reference(fast_backend, depth, inputs):
+    # One batch of all 150 rows; the gradient rows of unused columns are exactly zero.
+    p = _sparse_problem(depth)
+    if inputs == "all-zero":
+        p["X"][:] = 0
+    results = []
+    for module in (kernels("numpy"), kernels(fast_backend)):
+        grad = np.full_like(p["params"], np.nan)
+        workspace = module.make_workspace(p["units"], SPARSE_SAMPLES, p["params"].dtype,
+                                          False)
+        data, penalty = module.loss_and_gradient(
+            p["params"], p["units"], p["hidden_activation"], p["output_activation"],
+            p["loss"], p["X"], p["Y"], p["sample_weight"], 0.0, 0.0, 0.0, 0.2, 0.0,
+            p["penalized"], _codes.NO_NOISE, 0.0, 0, 0, grad, workspace)
+        results.append((data, grad))
+    (data_ref, grad_ref), (data, grad) = results
+    np.testing.assert_allclose(data, data_ref, rtol=1e-10)
+    np.testing.assert_allclose(grad, grad_ref, rtol=1e-9, atol=1e-12)
+    first_layer = grad[:SPARSE_FEATURES * p["units"][1]].reshape(SPARSE_FEATURES, -1)
+    unused = ~p["X"].any(axis=0)
+    assert unused.sum() >= 11 and np.all(first_layer[unused] == 0)
