@@ -352,6 +352,8 @@ PERCEPTRON_CASES = {  # n_classes, l2_strength, l1_strength, fit_intercept, clas
     "multiclass-l2": (3, 0.01, 0.0, True, False),
     "multiclass-l1-weighted": (3, 0.0, 0.01, True, True),
     "multiclass-elasticnet": (4, 0.005, 0.005, True, True),
+    # X over 4 MB in either dtype: the compiled kernels prefetch rows (PREFETCH_BYTES).
+    "binary-prefetched": (1, 0.0, 0.0, True, False),
 }
 
 
@@ -360,7 +362,7 @@ PERCEPTRON_CASES = {  # n_classes, l2_strength, l1_strength, fit_intercept, clas
 def test_perceptron_epochs_match_reference(fast_backend, case, dtype):
     n_classes, l2_strength, l1_strength, fit_intercept, weighted = PERCEPTRON_CASES[case]
     rng = np.random.RandomState(3)
-    n_samples, n_features = 60, 7
+    n_samples, n_features = (6000, 200) if case == "binary-prefetched" else (60, 7)
     X = rng.normal(size=(n_samples, n_features)).astype(dtype)
     labels = rng.randint(0, max(n_classes, 2), n_samples)
     if n_classes == 1:
