@@ -659,28 +659,26 @@ cdef double _contraction_chain(const Net* net, const Objective* obj, const float
     return obj.contraction_weight * total
 
 
-cdef Py_ssize_t _used_columns(const floating* X, Py_ssize_t n_rows, Py_ssize_t n_cols,
-                              int64_t* flags, int64_t* runs,
+cdef inline void _mark_used(const floating* row, Py_ssize_t n_cols,
+                            int64_t* flags) noexcept nogil:
+    """flags[j] |= row[j] != 0: a batch's rows are marked as they are gathered, while
+    each is in L1, rather than read again."""
+    cdef Py_ssize_t j
+    for j in range(n_cols):
+        flags[j] = flags[j] | (row[j] != 0)
+
+
+cdef Py_ssize_t _used_columns(const int64_t* flags, Py_ssize_t n_cols, int64_t* runs,
                               Py_ssize_t* n_runs) noexcept nogil:
-    """The columns of the (n_rows, n_cols) batch X that hold a non-zero entry, as runs
-    of consecutive columns: ``runs`` gets (first column, length) pairs, ``n_runs`` their
-    number (at most n_cols / 2 + 1 pairs); returns the number of columns used. ``flags``
-    (n_cols) is scratch. Returns n_cols, the runs then meaningless, when fewer than
-    n_cols / COMPACT_MIN_SHARE columns are zero throughout: the scan stops as soon as that
-    is certain (after the first row, on dense data)."""
-    cdef Py_ssize_t r, j, zeros, n_used = 0
-    cdef const floating* row
-    memset(flags, 0, n_cols * sizeof(int64_t))
-    for r in range(n_rows):
-        row = X + r * n_cols
-        for j in range(n_cols):
-            flags[j] = flags[j] | (row[j] != 0)
-        if r % 16 == 0 or r == n_rows - 1:
-            zeros = 0
-            for j in range(n_cols):
-                zeros += 1 - flags[j]
-            if zeros * COMPACT_MIN_SHARE < n_cols:
-                return n_cols
+    """The columns a batch uses (``flags``, from ``_mark_used`` over its rows) as runs of
+    consecutive columns: ``runs`` gets (first column, length) pairs, ``n_runs`` their
+    number (at most n_cols / 2 + 1 pairs); returns the number of columns used, or n_cols
+    (the runs then meaningless) when fewer than n_cols / COMPACT_MIN_SHARE are unused."""
+    cdef Py_ssize_t j, n_used = 0
+    for j in range(n_cols):
+        n_used += flags[j]
+    if (n_cols - n_used) * COMPACT_MIN_SHARE < n_cols:
+        return n_cols
     n_runs[0] = 0
     for j in range(n_cols):
         if not flags[j]:
@@ -690,7 +688,6 @@ cdef Py_ssize_t _used_columns(const floating* X, Py_ssize_t n_rows, Py_ssize_t n
             runs[2 * n_runs[0] + 1] = 0
             n_runs[0] += 1
         runs[2 * n_runs[0] - 1] += 1
-        n_used += 1
     return n_used
 
 
@@ -792,6 +789,7 @@ cdef const floating* _batch_gradient(
     cdef const floating* first_in
     cdef floating* first_w
     cdef Py_ssize_t n_used, n_runs = 0
+    cdef bint compact
     eps = EPS_FLOAT32 if floating is float else EPS_FLOAT64
 
     for r in range(n_rows):
@@ -799,7 +797,11 @@ cdef const floating* _batch_gradient(
     for r in range(n_rows):
         sw[r] = <floating> (sample_weight[rows[r]] / S)
 
-    # Input rows in batch order, corrupted when denoising.
+    # Input rows in batch order, corrupted when denoising; when the batch may compact,
+    # the columns it uses are marked on the way.
+    compact = _may_compact(n_rows, u[0], u[1], deepest > 0)
+    if compact:
+        memset(net.columns, 0, u[0] * sizeof(int64_t))
     if n_rows == 1 and obj.noise == _codes.NO_NOISE:
         inputs = X + rows[0] * u[0]
     else:
@@ -809,6 +811,8 @@ cdef const floating* _batch_gradient(
                 _prefetch_row(X + rows[r + 1] * u[0], u[0])
             _corrupt_row(obj.noise, obj.noise_level, obj.noise_key, <uint64_t> rows[r],
                          X + rows[r] * u[0], x_copy + r * u[0], u[0])
+            if compact:
+                _mark_used(x_copy + r * u[0], u[0], net.columns)
         inputs = x_copy
 
     # The first layer's input and weights, restricted to the columns the batch uses
@@ -816,9 +820,8 @@ cdef const floating* _batch_gradient(
     first_in = inputs
     first_w = <floating*> params + net.coef_off[0]
     n_used = u[0]
-    if inputs == x_copy and _may_compact(n_rows, u[0], u[1], deepest > 0):
-        n_used = _used_columns(inputs, n_rows, u[0], net.columns,
-                               net.columns + u[0], &n_runs)
+    if compact:
+        n_used = _used_columns(net.columns, u[0], net.columns + u[0], &n_runs)
         if n_used < u[0]:
             first_in = ws + net.lay[_fixed(L, FIX_XC)]
             first_w = ws + net.lay[_fixed(L, FIX_WC)]
@@ -1625,16 +1628,17 @@ def _matmul(const floating[:, ::1] A, const floating[:, ::1] B, floating[:, ::1]
 
 
 def _used_columns_twin(const floating[:, ::1] X):
-    """The def twin of ``_used_columns``, for tests: the columns a batch X would keep
-    (int64, from its runs), or None when it would not compact."""
-    cdef Py_ssize_t n_cols = X.shape[1], n_used, n_runs = 0
+    """The def twin of ``_mark_used`` and ``_used_columns``, for tests: the columns a
+    batch X would keep (int64, from its runs), or None when it would not compact."""
+    cdef Py_ssize_t n_cols = X.shape[1], n_used, n_runs = 0, r
     if X.shape[0] == 0 or n_cols == 0:
         raise ValueError("X is empty.")
-    scratch = np.empty(2 * n_cols + 2, dtype=np.int64)
+    scratch = np.zeros(2 * n_cols + 2, dtype=np.int64)
     cdef int64_t[::1] view = scratch
     with nogil:
-        n_used = _used_columns(&X[0, 0], X.shape[0], n_cols, &view[0], &view[n_cols],
-                               &n_runs)
+        for r in range(X.shape[0]):
+            _mark_used(&X[r, 0], n_cols, &view[0])
+        n_used = _used_columns(&view[0], n_cols, &view[n_cols], &n_runs)
     if n_used == n_cols:
         return None
     runs = scratch[n_cols:n_cols + 2 * n_runs].reshape(-1, 2)

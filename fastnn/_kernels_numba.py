@@ -858,9 +858,10 @@ def _batch_weights(workspace, layout, n_rows):
 
 @_jit(inline="always")
 def _gather_batch(X, Y, sample_weight, rows, noise, noise_level, noise_seed, epoch, inputs,
-                  targets, weights):
+                  targets, weights, flags, mark):
     """Copy (and corrupt) the batch's rows ``rows`` of X, Y and the weights into the workspace
-    views ``inputs``, ``targets``, ``weights``.
+    views ``inputs``, ``targets``, ``weights``; with ``mark``, set ``flags`` to the columns
+    the inputs use (``_mark_used``).
 
     The batch objective then always reads workspace memory: one compiled signature per
     dtype, and contiguous operands for BLAS.
@@ -873,6 +874,10 @@ def _gather_batch(X, Y, sample_weight, rows, noise, noise_level, noise_seed, epo
         else:
             _corrupt_row(X[sample], noise, noise_level,
                          _row_key(noise_seed, epoch, sample), inputs[r])
+        if mark:
+            if r == 0:
+                flags[:] = 0
+            _mark_used(inputs[r], flags)
         for j in range(Y.shape[1]):
             targets[r, j] = Y[sample, j]
         weights[r] = sample_weight[sample]
@@ -891,26 +896,26 @@ def _may_compact(rows, n_in, n_out, contraction):
             and not contraction)
 
 
+@_jit(inline="always")
+def _mark_used(row, flags):
+    """Mirrors csrc/_kernels.pyx:_mark_used: flags[j] |= row[j] != 0."""
+    for j in range(row.shape[0]):
+        flags[j] |= row[j] != 0
+
+
 @_jit
-def _used_columns(X, columns):
-    """Mirrors csrc/_kernels.pyx:_used_columns. ``columns`` (2 n_cols + 2 entries) gets
-    the flags of the columns of X with a non-zero entry, then their runs as (first
-    column, length) pairs; returns ``(n_used, n_runs)``, with ``n_used = X.shape[1]``
-    when compacting would not pay."""
-    n_rows, n_cols = X.shape
+def _used_columns(columns, n_cols):
+    """Mirrors csrc/_kernels.pyx:_used_columns. ``columns`` (2 n_cols + 2 entries) holds
+    the flags of the columns a batch uses (``_mark_used``); their runs, as (first column,
+    length) pairs, go after them. Returns ``(n_used, n_runs)``, with ``n_used = n_cols``
+    when fewer than n_cols / 8 columns are unused and compacting would not pay."""
     flags = columns[:n_cols]
     runs = columns[n_cols:]
-    flags[:] = 0
-    for r in range(n_rows):
-        for j in range(n_cols):
-            flags[j] |= X[r, j] != 0
-        if r % 16 == 0 or r == n_rows - 1:
-            zeros = 0
-            for j in range(n_cols):
-                zeros += 1 - flags[j]
-            if zeros * _COMPACT_MIN_SHARE < n_cols:
-                return n_cols, 0
     n_used = 0
+    for j in range(n_cols):
+        n_used += flags[j]
+    if (n_cols - n_used) * _COMPACT_MIN_SHARE < n_cols:
+        return n_cols, 0
     n_runs = 0
     for j in range(n_cols):
         if not flags[j]:
@@ -920,8 +925,13 @@ def _used_columns(X, columns):
             runs[2 * n_runs + 1] = 0
             n_runs += 1
         runs[2 * n_runs - 1] += 1
-        n_used += 1
     return n_used, n_runs
+
+
+@_jit
+def _mark_rows(X, flags):
+    for r in range(X.shape[0]):
+        _mark_used(X[r], flags)
 
 
 def _used_columns_twin(X):
@@ -929,8 +939,9 @@ def _used_columns_twin(X):
     X = np.ascontiguousarray(X)
     if X.size == 0:
         raise ValueError("X is empty.")
-    columns = np.empty(2 * X.shape[1] + 2, dtype=np.int64)
-    n_used, n_runs = _used_columns(X, columns)
+    columns = np.zeros(2 * X.shape[1] + 2, dtype=np.int64)
+    _mark_rows(X, columns)
+    n_used, n_runs = _used_columns(columns, X.shape[1])
     if n_used == X.shape[1]:
         return None
     runs = columns[X.shape[1]:X.shape[1] + 2 * n_runs].reshape(-1, 2)
@@ -1086,7 +1097,7 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
     first_w = _weights(params, layer_units, offsets, 0)
     n_used, n_runs = layer_units[0], 0
     if _may_compact(n_rows, layer_units[0], layer_units[1], contracted > 0):
-        n_used, n_runs = _used_columns(first_in, columns)
+        n_used, n_runs = _used_columns(columns, layer_units[0])  # marked by _gather_batch
     runs = columns[layer_units[0]:]
     if n_used < layer_units[0]:
         compact_in = _view(workspace, layout[_COMPACT_X], n_rows, n_used)
@@ -1277,8 +1288,8 @@ def _sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, 
     columns_owner = np.empty(2 * layer_units[0] + 2, dtype=np.int64)
     columns = _unowned(columns_owner)
     grad = workspace[layout[_GRAD]:layout[_GRAD] + params.shape[0]]
-    plain = (optimizer != ADAM and momentum == 0
-             and not (contraction_weight > 0 and _deepest_penalized(penalized) > 0))
+    contracting = contraction_weight > 0 and _deepest_penalized(penalized) > 0
+    plain = optimizer != ADAM and momentum == 0 and not contracting
     # A batch of zero weight contributes nothing (docs/kernels.md): the velocity of plain
     # SGD is written at the last batch of non-zero weight.
     last_start = ((n_total - 1) // batch_size) * batch_size
@@ -1299,7 +1310,8 @@ def _sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, 
         _gather_batch(X, Y, sample_weight, order[start:stop], noise, noise_level, noise_seed,
                       epoch, _activations(workspace, layout, layer_units, 0, n_rows),
                       _targets(workspace, layout, layer_units, n_rows),
-                      _batch_weights(workspace, layout, n_rows))
+                      _batch_weights(workspace, layout, n_rows), columns,
+                      _may_compact(n_rows, layer_units[0], layer_units[1], contracting))
         weight_mode = _WEIGHT_GRADS
         if plain and start < last_start:
             weight_mode = _WEIGHT_SKIP if n_rows == 1 else _WEIGHT_DESCEND
@@ -1350,15 +1362,17 @@ def _loss_and_gradient(params, layer_units, hidden_activation, output_activation
     offsets = _param_offsets(layer_units)
     layout = _layout(layer_units, n_rows, contraction_weight > 0)
     rows = np.arange(n_rows)  # row r is sample r for the noise generator
+    columns = np.empty(2 * layer_units[0] + 2, dtype=np.int64)
+    contracting = contraction_weight > 0 and _deepest_penalized(penalized) > 0
     _gather_batch(X, Y, sample_weight, rows, noise, noise_level, noise_seed, epoch,
                   _activations(workspace, layout, layer_units, 0, n_rows),
                   _targets(workspace, layout, layer_units, n_rows),
-                  _batch_weights(workspace, layout, n_rows))
+                  _batch_weights(workspace, layout, n_rows), columns,
+                  _may_compact(n_rows, layer_units[0], layer_units[1], contracting))
     return _batch_objective_outlined(
         params, layer_units, offsets, hidden_activation, output_activation, loss, n_rows,
         alpha, l1_weight, kl_weight, kl_target, contraction_weight, penalized, eps, grad,
-        workspace, layout, _WEIGHT_GRADS, 0.0,
-        np.empty(2 * layer_units[0] + 2, dtype=np.int64))
+        workspace, layout, _WEIGHT_GRADS, 0.0, columns)
 
 
 # ---------------------------------------------------------------------------------------
