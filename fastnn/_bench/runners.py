@@ -42,11 +42,7 @@ class Runner:
         self.dtype = np.dtype(dtype)
         self.n_threads = threads
         self.epochs = problem.epochs
-        # Private writable copies: PyTorch refuses to wrap read-only arrays.
-        self.X = np.array(problem.X, dtype=self.dtype, order="C")
-        # An autoencoder's target is its input, one array (as Autoencoder.fit passes it).
-        self.Y = (self.X if self.workload.autoencoder
-                  else np.array(problem.Y, dtype=self.dtype, order="C"))
+        self.X, self.Y = problem.arrays(self.dtype)
         self.curve = {}
         self.converged_at = None
         self.seconds = None

@@ -129,9 +129,23 @@ class Problem:
     epochs: int
     note: str = ""
     flops: int = field(init=False)
+    _copies: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self):
         self.flops = flops_per_sample(self.layer_units, self.workload.is_perceptron)
+
+    def arrays(self, dtype):
+        """``(X, Y)`` cast to ``dtype``: writable C-ordered copies (PyTorch refuses to wrap
+        read-only arrays), one pair per dtype shared by every runner. Every implementation
+        then reads the same memory: separate copies of a large X can be backed differently
+        by the kernel (huge pages or not), which moves a memory-bound epoch such as W1's.
+        An autoencoder's Y is its X, one array (as ``Autoencoder.fit`` passes it)."""
+        dtype = np.dtype(dtype)
+        if dtype not in self._copies:
+            X = np.array(self.X, dtype=dtype, order="C")
+            Y = X if self.workload.autoencoder else np.array(self.Y, dtype=dtype, order="C")
+            self._copies[dtype] = (X, Y)
+        return self._copies[dtype]
 
     @property
     def n_samples(self):
