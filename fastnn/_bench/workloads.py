@@ -137,9 +137,9 @@ class Problem:
     def arrays(self, dtype):
         """``(X, Y)`` cast to ``dtype``: writable C-ordered copies (PyTorch refuses to wrap
         read-only arrays), one pair per dtype shared by every runner. Every implementation
-        then reads the same memory: separate copies of a large X can be backed differently
-        by the kernel (huge pages or not), which moves a memory-bound epoch such as W1's.
-        An autoencoder's Y is its X, one array (as ``Autoencoder.fit`` passes it)."""
+        then reads the same memory, so how separate copies would have been placed (page
+        backing, alignment) does not enter a memory-bound comparison such as W1's. An
+        autoencoder's Y is its X, one array (as ``Autoencoder.fit`` passes it)."""
         dtype = np.dtype(dtype)
         if dtype not in self._copies:
             X = np.array(self.X, dtype=dtype, order="C")
