@@ -236,6 +236,21 @@ def _tolerance(dtype):
     return dict(rtol=1e-9, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-6)
 
 
+def _loss_and_gradient(module, problem, epoch=3, **overrides):
+    """``module.loss_and_gradient`` over all of the problem's rows (its hyper-parameters,
+    unless ``overrides`` replaces some); returns ``(data, penalty, grad)``."""
+    p = dict(problem, **overrides)
+    grad = np.full_like(p["params"], np.nan)
+    workspace = module.make_workspace(p["units"], p["X"].shape[0], p["params"].dtype,
+                                      p["contraction_weight"] > 0)
+    data, penalty = module.loss_and_gradient(
+        p["params"], p["units"], p["hidden_activation"], p["output_activation"], p["loss"],
+        p["X"], p["Y"], p["sample_weight"], p["alpha"], p["l1_weight"], p["kl_weight"],
+        p["kl_target"], p["contraction_weight"], p["penalized"], p["noise"],
+        p["noise_level"], p["noise_seed"], epoch, grad, workspace)
+    return data, penalty, grad
+
+
 @pytest.mark.parametrize("row", DESIGN, ids=_case_id)
 def test_sgd_epochs_match_reference(fast_backend, row):
     problem = _problem(row)
@@ -253,19 +268,8 @@ def test_sgd_epochs_match_reference(fast_backend, row):
 @pytest.mark.parametrize("row", DESIGN[::3], ids=_case_id)
 def test_loss_and_gradient_match_reference(fast_backend, row):
     p = _problem(row, seed=1)
-    results = []
-    for module in (kernels("numpy"), kernels(fast_backend)):
-        grad = np.full_like(p["params"], np.nan)
-        workspace = module.make_workspace(p["units"], N_SAMPLES, p["params"].dtype,
-                                          p["contraction_weight"] > 0)
-        data, penalty = module.loss_and_gradient(
-            p["params"], p["units"], p["hidden_activation"], p["output_activation"],
-            p["loss"], p["X"], p["Y"], p["sample_weight"], p["alpha"], p["l1_weight"],
-            p["kl_weight"], p["kl_target"], p["contraction_weight"], p["penalized"],
-            p["noise"], p["noise_level"], p["noise_seed"], 3, grad, workspace,
-        )
-        results.append((data, penalty, grad))
-    (data_ref, penalty_ref, grad_ref), (data, penalty, grad) = results
+    data_ref, penalty_ref, grad_ref = _loss_and_gradient(kernels("numpy"), p)
+    data, penalty, grad = _loss_and_gradient(kernels(fast_backend), p)
     tolerance = _tolerance(p["params"].dtype)
     np.testing.assert_allclose([data, penalty], [data_ref, penalty_ref], **tolerance)
     np.testing.assert_allclose(grad, grad_ref, **tolerance)
@@ -284,16 +288,8 @@ def test_contraction_matches_reference_for_every_activation(fast_backend, activa
            "optimizer": "sgd", "penalty": "contractive", "noise": "none", "batch_size": 5,
            "dtype": "float64", "weights": "random", "penalized": penalized}
     p = _problem(row, seed=2)
-    results = []
-    for module in (kernels("numpy"), kernels(fast_backend)):
-        grad = np.full_like(p["params"], np.nan)
-        workspace = module.make_workspace(p["units"], N_SAMPLES, p["params"].dtype, True)
-        data, penalty = module.loss_and_gradient(
-            p["params"], p["units"], p["hidden_activation"], p["output_activation"],
-            p["loss"], p["X"], p["Y"], p["sample_weight"], 0.0, 0.0, 0.0, 0.2, 0.05,
-            p["penalized"], _codes.NO_NOISE, 0.0, 0, 0, grad, workspace)
-        results.append((penalty, grad))
-    (penalty_ref, grad_ref), (penalty, grad) = results
+    _, penalty_ref, grad_ref = _loss_and_gradient(kernels("numpy"), p, epoch=0)
+    _, penalty, grad = _loss_and_gradient(kernels(fast_backend), p, epoch=0)
     assert penalty_ref > 0
     np.testing.assert_allclose(penalty, penalty_ref, rtol=1e-10)
     np.testing.assert_allclose(grad, grad_ref, rtol=1e-9, atol=1e-12)
@@ -644,17 +640,8 @@ def test_sparse_loss_and_gradient_match_reference(fast_backend, depth, inputs):
     p = _sparse_problem(depth)
     if inputs == "all-zero":
         p["X"][:] = 0
-    results = []
-    for module in (kernels("numpy"), kernels(fast_backend)):
-        grad = np.full_like(p["params"], np.nan)
-        workspace = module.make_workspace(p["units"], SPARSE_SAMPLES, p["params"].dtype,
-                                          False)
-        data, penalty = module.loss_and_gradient(
-            p["params"], p["units"], p["hidden_activation"], p["output_activation"],
-            p["loss"], p["X"], p["Y"], p["sample_weight"], 0.0, 0.0, 0.0, 0.2, 0.0,
-            p["penalized"], _codes.NO_NOISE, 0.0, 0, 0, grad, workspace)
-        results.append((data, grad))
-    (data_ref, grad_ref), (data, grad) = results
+    data_ref, _, grad_ref = _loss_and_gradient(kernels("numpy"), p, alpha=0.0)
+    data, _, grad = _loss_and_gradient(kernels(fast_backend), p, alpha=0.0)
     np.testing.assert_allclose(data, data_ref, rtol=1e-10)
     np.testing.assert_allclose(grad, grad_ref, rtol=1e-9, atol=1e-12)
     first_layer = grad[:SPARSE_FEATURES * p["units"][1]].reshape(SPARSE_FEATURES, -1)
