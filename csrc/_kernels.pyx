@@ -117,7 +117,8 @@ cdef inline Py_ssize_t _fixed(Py_ssize_t n_layers, int which) noexcept nogil:
 # one copy of the used inputs and weights (bench/README.md, "Zero input columns").
 cdef enum:
     COMPACT_MIN_ROWS = 16           # smaller batches: the copies cost what they save
-    COMPACT_MIN_MULADDS = 1 << 18   # smaller first layers: the scan alone costs more
+    COMPACT_MIN_MULADDS = 1 << 18   # smaller first layers too (W3's 64 x 64 x 32 lost
+                                    # 8-23% when it compacted)
     COMPACT_MIN_SHARE = 8           # compact when at least 1/8 of the columns are zero
 
 
@@ -892,7 +893,8 @@ cdef const floating* _batch_gradient(
                           _activations(net, ws, inputs, i), pen, ca, n_rows * u[i])
         if i == 0 and n_used < u[0]:
             # The rows of the unused columns get no gradient: the products run on the
-            # used ones, which then go back to their places.
+            # used ones, which then go back to their places. (A compacted batch has 16
+            # rows or more, so its weights are never WEIGHT_SKIP's.)
             if weight_mode == WEIGHT_GRADS:
                 gemm(True, False, n_used, u[1], n_rows, first_in, n_used, delta, u[1],
                      <floating> 0, grad + net.coef_off[0], u[1])

@@ -930,6 +930,7 @@ def _used_columns(columns, n_cols):
 
 @_jit
 def _mark_rows(X, flags):
+    """``_mark_used`` over every row of X (for the twin below)."""
     for r in range(X.shape[0]):
         _mark_used(X[r], flags)
 
