@@ -304,6 +304,11 @@ def _exp_twin(double x):
     return _exp(x)
 
 
+def _tanh_twin(double a):
+    """The def twin of ``_tanh``, for tests."""
+    return _tanh(a)
+
+
 cdef inline double _tanh(double a) noexcept nogil:
     """tanh through one exp (libm's tanh is a call through expm1): the absolute error
     stays at rounding level, which is what training sees."""

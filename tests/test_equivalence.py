@@ -532,13 +532,18 @@ def test_cython_rejects_rows_outside_x():
     np.testing.assert_array_equal(params, p["params"])
 
 
-def test_cython_exp_is_within_two_ulps():
-    """The vectorisable exp behind logistic, tanh and softmax in the Cython kernels."""
-    module = load_backend("cython")
+def test_exp_and_tanh_are_within_rounding(fast_backend):
+    """The vectorisable exp behind logistic, tanh and softmax, and the tanh built on it,
+    in both compiled backends (their def twins)."""
+    module = kernels(fast_backend)
     x = np.concatenate([np.linspace(-708, 709, 20001),
                         np.random.RandomState(0).normal(scale=5, size=5000)])
     ours = np.array([module._exp_twin(v) for v in x])
     assert np.max(np.abs(ours - np.exp(x)) / np.exp(x)) <= 2 * np.finfo(np.float64).eps
+    a = np.random.RandomState(1).normal(scale=3, size=500)
+    tanh = np.array([module._tanh_twin(v) for v in a])
+    np.testing.assert_allclose(tanh, np.tanh(a), rtol=0, atol=4 * np.finfo(np.float64).eps)
+    assert module._tanh_twin(-1e300) == -1.0 and module._tanh_twin(1e300) == 1.0
 
 
 # --------------------------------------------------------------------------------------
