@@ -871,6 +871,8 @@ def _gather_batch(X, Y, sample_weight, rows, noise, noise_level, noise_seed, epo
     The batch objective then always reads workspace memory: one compiled signature per
     dtype, and contiguous operands for BLAS.
     """
+    if mark:
+        flags[:] = 0
     for r in range(rows.shape[0]):
         sample = rows[r]
         if noise == NO_NOISE:
@@ -880,8 +882,6 @@ def _gather_batch(X, Y, sample_weight, rows, noise, noise_level, noise_seed, epo
             _corrupt_row(X[sample], noise, noise_level,
                          _row_key(noise_seed, epoch, sample), inputs[r])
         if mark:
-            if r == 0:
-                flags[:] = 0
             _mark_used(inputs[r], flags)
         for j in range(Y.shape[1]):
             targets[r, j] = Y[sample, j]
