@@ -11,7 +11,7 @@ end to end; sums (losses, norms) are accumulated in double.
 from libc.math cimport cos, fabs, isfinite, log, sqrt
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcpy, memmove, memset
+from libc.string cimport memcpy, memset
 
 from cython cimport floating
 
@@ -29,6 +29,61 @@ cdef extern from *:
     #endif
     """
     void FASTNN_PREFETCH(const void* address) noexcept nogil
+
+
+cdef extern from *:
+    """
+    #include <sched.h>
+    #if defined(__x86_64__) || defined(__i386__)
+    #define FASTNN_PAUSE() __builtin_ia32_pause()
+    #elif defined(__aarch64__)
+    #define FASTNN_PAUSE() __asm__ __volatile__("yield")
+    #else
+    #define FASTNN_PAUSE() ((void) 0)
+    #endif
+    /* A barrier for the few threads of one epoch (see Team). Waits are short (the
+       members' shares of a batch are equal), so a waiter spins first; past
+       FASTNN_SPINS it yields the core, so that more members than cores still
+       progress. The last to arrive resets the count, then opens the next generation
+       (release), which every waiter reads (acquire): all writes before the barrier
+       are seen after it. */
+    #define FASTNN_SPINS 4096
+    typedef struct { int arrived; int generation; int size; } fastnn_barrier;
+    static void fastnn_barrier_wait(fastnn_barrier* b) {
+        int generation = __atomic_load_n(&b->generation, __ATOMIC_ACQUIRE);
+        long spins = 0;
+        if (__atomic_add_fetch(&b->arrived, 1, __ATOMIC_ACQ_REL) == b->size) {
+            __atomic_store_n(&b->arrived, 0, __ATOMIC_RELAXED);
+            __atomic_store_n(&b->generation, generation + 1, __ATOMIC_RELEASE);
+            return;
+        }
+        while (__atomic_load_n(&b->generation, __ATOMIC_ACQUIRE) == generation) {
+            if (spins++ < FASTNN_SPINS) FASTNN_PAUSE(); else sched_yield();
+        }
+    }
+    static int fastnn_load(const int* flag) {
+        return __atomic_load_n(flag, __ATOMIC_ACQUIRE);
+    }
+    static void fastnn_store(int* flag, int value) {
+        __atomic_store_n(flag, value, __ATOMIC_RELEASE);
+    }
+    """
+    ctypedef struct fastnn_barrier:
+        int arrived
+        int generation
+        int size
+    void fastnn_barrier_wait(fastnn_barrier* barrier) noexcept nogil
+    int fastnn_load(const int* flag) noexcept nogil
+    void fastnn_store(int* flag, int value) noexcept nogil
+    void FASTNN_PAUSE() noexcept nogil
+    int sched_yield() noexcept nogil
+
+
+cdef extern from "<pthread.h>" nogil:
+    ctypedef unsigned long pthread_t
+    int pthread_create(pthread_t* thread, const void* attr,
+                       void* (*start)(void*) noexcept nogil, void* arg)
+    int pthread_join(pthread_t thread, void** result)
 
 
 cdef enum:
@@ -725,34 +780,164 @@ cdef void _take_rows(const floating* W, Py_ssize_t n_cols, const int64_t* runs,
         out += runs[2 * q + 1] * n_cols
 
 
-cdef void _put_rows(floating* W, Py_ssize_t n_rows, Py_ssize_t n_cols,
-                    const floating* rows, const int64_t* runs, Py_ssize_t n_runs,
-                    Py_ssize_t n_used, floating others) noexcept nogil:
-    """The inverse of ``_take_rows``: the runs of W <- the rows of ``rows`` (n_used,
-    n_cols), one after the other; W's other rows are multiplied by ``others``, or cleared
-    when it is 0. ``rows`` may be W itself: the runs go from the last to the first, and
-    each moves to a place at or after its own, so none is read after it is overwritten
-    (memmove: a run may overlap its new place)."""
-    cdef Py_ssize_t q, j, first, length, gap_end = n_rows, taken = n_used
-    for q in range(n_runs, -1, -1):
-        if q > 0:
-            first = runs[2 * (q - 1)]
-            length = runs[2 * (q - 1) + 1]
-        else:
-            first = 0
-            length = 0
-        # The rows between this run and the next are unused.
+cdef void _put_rows(floating* W, Py_ssize_t n_cols, const floating* rows,
+                    const int64_t* runs, Py_ssize_t q0, Py_ssize_t q1, Py_ssize_t lo,
+                    Py_ssize_t hi, floating others) noexcept nogil:
+    """The inverse of ``_take_rows`` for the rows lo .. hi - 1 of W, which hold runs q0 ..
+    q1 - 1: those runs of W <- the rows of ``rows`` (the runs' rows, one after the
+    other); W's other rows in lo .. hi - 1 are multiplied by ``others``, or cleared when
+    it is 0. ``rows`` is not W: the compacted rows are kept apart."""
+    cdef Py_ssize_t q, j, gap_start = lo, first, length
+    for q in range(q0, q1 + 1):
+        first = runs[2 * q] if q < q1 else hi
+        length = runs[2 * q + 1] if q < q1 else 0
+        # The rows between the previous run and this one are unused.
         if others == 0:
-            memset(W + (first + length) * n_cols, 0,
-                   (gap_end - first - length) * n_cols * sizeof(floating))
+            memset(W + gap_start * n_cols, 0, (first - gap_start) * n_cols * sizeof(floating))
         elif others != 1:
-            for j in range((first + length) * n_cols, gap_end * n_cols):
+            for j in range(gap_start * n_cols, first * n_cols):
                 W[j] = others * W[j]
-        taken -= length
-        if length > 0 and W + first * n_cols != rows + taken * n_cols:
-            memmove(W + first * n_cols, rows + taken * n_cols,
-                    length * n_cols * sizeof(floating))
-        gap_end = first
+        if length > 0:
+            memcpy(W + first * n_cols, rows, length * n_cols * sizeof(floating))
+            rows += length * n_cols
+        gap_start = first + length
+
+
+# --------------------------------------------------------------------------------------
+# Threads: the members of one epoch
+# --------------------------------------------------------------------------------------
+# When BLAS may use several threads (OPENBLAS_NUM_THREADS, threadpoolctl), a large batch is
+# shared between that many threads of fastnn's own, each calling BLAS single-threaded:
+# rows for the forward pass and the deltas, weight rows for the gradients and the update.
+# Left to BLAS, only the products ran in parallel, each of a batch's calls waking BLAS's
+# threads anew, and fastnn's own passes (gather, activations, loss) ran on one thread
+# (bench/README.md, "Threads").
+
+cdef enum:
+    TEAM_MIN_ROWS = 16      # rows per member at least (the compaction's COMPACT_MIN_ROWS)
+    TEAM_MAX = 64           # members at most
+    SUMS_PER_MEMBER = 3     # a member's data loss, weight norm and non-finite flag
+    TEAM_START_WAIT = 0
+    TEAM_START_GO = 1
+    TEAM_START_ABORT = 2
+
+
+cdef struct Team:
+    int size                    # members; 1: the calling thread alone
+    int rank                    # this member, 0 .. size - 1
+    fastnn_barrier* barrier
+    double* sums                # SUMS_PER_MEMBER per member, in rank order
+    int64_t* columns            # per member: column flags, their union and runs
+                                # (_team_columns entries); alone, the Net's columns
+    void* out_bias              # per member: its rows' part of the output bias gradient
+
+
+ctypedef int (*blas_get_threads_t)() noexcept nogil
+ctypedef void (*blas_set_threads_t)(int) noexcept nogil
+cdef blas_get_threads_t _blas_get_threads = NULL
+cdef blas_set_threads_t _blas_set_threads = NULL
+
+
+def _use_blas_threads():
+    """Take the BLAS thread controls found by fastnn._blas_threads (None: none found)."""
+    global _blas_get_threads, _blas_set_threads
+    from fastnn._blas_threads import addresses
+
+    found = addresses()
+    if found is not None:
+        _blas_get_threads = <blas_get_threads_t> <size_t> found[0]
+        _blas_set_threads = <blas_set_threads_t> <size_t> found[1]
+    return found is not None
+
+
+BLAS_THREAD_CONTROLS = _use_blas_threads()
+
+
+cdef int _team_size(const Net* net, const Objective* obj, Py_ssize_t rows) noexcept nogil:
+    """Members for an epoch of batches of ``rows`` rows: BLAS's thread count, at most
+    one per TEAM_MIN_ROWS rows, when the first layer is large enough to share (the
+    compaction's size rule) and nothing needs the whole batch at once (the activity
+    penalties' means and the contraction stay on one thread)."""
+    cdef int threads
+    if (_blas_get_threads == NULL or obj.deepest_contracted > 0 or obj.l1_weight > 0
+            or obj.kl_weight > 0
+            or rows * net.units[0] * net.units[1] < COMPACT_MIN_MULADDS):
+        return 1
+    threads = _blas_get_threads()
+    return <int> max(1, min(threads, rows // TEAM_MIN_ROWS, TEAM_MAX))
+
+
+def _team_size_twin(const int64_t[::1] layer_units, Py_ssize_t rows, double l1_weight=0,
+                    double kl_weight=0, bint contraction=False):
+    """The members an epoch of batches of ``rows`` rows would have now, for tests."""
+    geometry = _Geometry(layer_units, rows, contraction)
+    cdef Objective obj
+    obj.deepest_contracted = 1 if contraction else 0
+    obj.l1_weight = l1_weight
+    obj.kl_weight = kl_weight
+    return _team_size(&(<_Geometry> geometry).net, &obj, rows)
+
+
+cdef Team _alone(const Net* net) noexcept nogil:
+    """The team of the calling thread alone."""
+    cdef Team team
+    team.size = 1
+    team.rank = 0
+    team.barrier = NULL
+    team.sums = NULL
+    team.columns = net.columns
+    team.out_bias = NULL
+    return team
+
+
+cdef inline Py_ssize_t _team_columns(Py_ssize_t n_in) noexcept nogil:
+    return 3 * n_in + 2
+
+
+cdef inline void _share(Py_ssize_t n, const Team* team, Py_ssize_t* lo,
+                        Py_ssize_t* hi) noexcept nogil:
+    """This member's part lo .. hi - 1 of n rows or columns (parts in rank order).
+    Alone without a division: online learning asks a dozen times per sample."""
+    if team.size == 1:
+        lo[0] = 0
+        hi[0] = n
+        return
+    lo[0] = n * team.rank // team.size
+    hi[0] = n * (team.rank + 1) // team.size
+
+
+cdef inline void _sync(const Team* team) noexcept nogil:
+    """Wait for the other members (nothing to wait for alone)."""
+    if team.size > 1:
+        fastnn_barrier_wait(team.barrier)
+
+
+cdef void _run_share(const int64_t* runs, Py_ssize_t n_runs, Py_ssize_t n_used,
+                     Py_ssize_t n_in, const Team* team, Py_ssize_t* q0, Py_ssize_t* q1,
+                     Py_ssize_t* c0, Py_ssize_t* c1, Py_ssize_t* lo,
+                     Py_ssize_t* hi) noexcept nogil:
+    """This member's share of a compacted first layer: the runs q0 .. q1 - 1 that start
+    in its part of the n_used compacted rows (runs are not split), their compacted rows
+    c0 .. c1 - 1, and the rows lo .. hi - 1 of the full weights they and the unused rows
+    before them cover (the last member also takes the unused rows after the last run).
+    The members' lo .. hi - 1 tile the n_in rows."""
+    cdef Py_ssize_t q, offset = 0, end = 0
+    cdef Py_ssize_t cut0 = n_used * team.rank // team.size
+    cdef Py_ssize_t cut1 = n_used * (team.rank + 1) // team.size
+    q0[0] = q1[0] = c0[0] = c1[0] = lo[0] = hi[0] = 0
+    for q in range(n_runs):
+        end = runs[2 * q] + runs[2 * q + 1]
+        if offset < cut0:
+            q0[0] = q + 1
+            c0[0] = offset + runs[2 * q + 1]
+            lo[0] = end
+        if offset < cut1:
+            q1[0] = q + 1
+            c1[0] = offset + runs[2 * q + 1]
+            hi[0] = end
+        offset += runs[2 * q + 1]
+    if team.rank == team.size - 1:
+        hi[0] = n_in
 
 
 cdef enum:
@@ -765,8 +950,8 @@ cdef const floating* _batch_gradient(
         const Net* net, const Objective* obj, const floating* params, const floating* X,
         const floating* Y, const floating* sample_weight, const int64_t* rows,
         Py_ssize_t n_rows, floating* ws, floating* grad, int weight_mode,
-        floating descent_rate, floating descent_l2, double weight_sq, double* data_loss,
-        double* penalty) noexcept nogil:
+        floating descent_rate, floating descent_l2, double weight_sq, const Team* team,
+        Py_ssize_t* first_rows, double* data_loss, double* penalty) noexcept nogil:
     """Objective D + P of one batch and its gradient (into grad), docs/kernels.md.
 
     Returns the batch's (corrupted) input rows. ``weight_mode``: WEIGHT_GRADS writes
@@ -777,6 +962,12 @@ cdef const floating* _batch_gradient(
     ``weight_sq`` is sum_i ||W_i||^2 at ``params`` (the caller keeps it up to date).
     Deltas are scaled by s_i / S at the output, so the weight gradients come out of
     the matrix products already divided by S.
+
+    A member of a team (``team.size`` > 1; no activity penalty, no contraction) takes
+    its share of the batch rows up to the deltas, then its share of each layer's weight
+    rows and bias columns: ``first_rows`` gets its rows of the first layer's weights,
+    which may follow the compaction's runs; the other layers' are ``_share`` of their
+    rows. ``data_loss`` is the whole batch's, the same for every member.
     """
     cdef Py_ssize_t L = net.n_layers, r, i, j, k
     cdef const int64_t* u = net.units
@@ -791,34 +982,42 @@ cdef const floating* _batch_gradient(
     cdef floating* pen
     cdef floating* ca
     cdef floating* gb
+    cdef floating* out_bias
     cdef Py_ssize_t deepest = obj.deepest_contracted
     cdef const floating* first_in
     cdef floating* first_w
     cdef Py_ssize_t n_used, n_runs = 0
     cdef bint compact
+    cdef Py_ssize_t r0, r1, m, k0, k1, j0, j1, q0 = 0, q1 = 0, c0 = 0, c1 = 0
+    cdef int64_t* flags = team.columns + team.rank * _team_columns(u[0])
+    cdef int64_t* used = flags if team.size == 1 else flags + u[0]
+    cdef int64_t* runs = flags + u[0] if team.size == 1 else flags + 2 * u[0]
     eps = EPS_FLOAT32 if floating is float else EPS_FLOAT64
 
+    # This member's rows of the batch (all of them alone).
+    _share(n_rows, team, &r0, &r1)
+    m = r1 - r0
     for r in range(n_rows):
         S += sample_weight[rows[r]]
-    for r in range(n_rows):
+    for r in range(r0, r1):
         sw[r] = <floating> (sample_weight[rows[r]] / S)
 
     # Input rows in batch order, corrupted when denoising; when the batch may compact,
     # the columns it uses are marked on the way.
     compact = _may_compact(n_rows, u[0], u[1], deepest > 0)
     if compact:
-        memset(net.columns, 0, u[0] * sizeof(int64_t))
+        memset(flags, 0, u[0] * sizeof(int64_t))
     if n_rows == 1 and obj.noise == _codes.NO_NOISE:
         inputs = X + rows[0] * u[0]
     else:
         x_copy = ws + net.lay[_slot(L, SLOT_ACT, 0)]
-        for r in range(n_rows):
-            if r + 1 < n_rows:
+        for r in range(r0, r1):
+            if r + 1 < r1:
                 _prefetch_row(X + rows[r + 1] * u[0], u[0])
             _corrupt_row(obj.noise, obj.noise_level, obj.noise_key, <uint64_t> rows[r],
                          X + rows[r] * u[0], x_copy + r * u[0], u[0])
             if compact:
-                _mark_used(x_copy + r * u[0], u[0], net.columns)
+                _mark_used(x_copy + r * u[0], u[0], flags)
         inputs = x_copy
 
     # The first layer's input and weights, restricted to the columns the batch uses
@@ -826,41 +1025,57 @@ cdef const floating* _batch_gradient(
     first_in = inputs
     first_w = <floating*> params + net.coef_off[0]
     n_used = u[0]
+    _share(u[0], team, &first_rows[0], &first_rows[1])
     if compact:
-        n_used = _used_columns(net.columns, u[0], net.columns + u[0], &n_runs)
+        if team.size > 1:
+            # Every member forms the union of the members' marks itself: the same runs
+            # everywhere, no second wait.
+            _sync(team)
+            memset(used, 0, u[0] * sizeof(int64_t))
+            for k in range(team.size):
+                for j in range(u[0]):
+                    used[j] = used[j] | team.columns[k * _team_columns(u[0]) + j]
+        n_used = _used_columns(used, u[0], runs, &n_runs)
         if n_used < u[0]:
             first_in = ws + net.lay[_fixed(L, FIX_XC)]
             first_w = ws + net.lay[_fixed(L, FIX_WC)]
-            _take_columns(inputs, n_rows, u[0], net.columns + u[0], n_runs, n_used,
-                          <floating*> first_in)
-            _take_rows(params + net.coef_off[0], u[1], net.columns + u[0], n_runs,
-                       first_w)
+            _take_columns(inputs + r0 * u[0], m, u[0], runs, n_runs, n_used,
+                          <floating*> first_in + r0 * n_used)
+            _run_share(runs, n_runs, n_used, u[0], team, &q0, &q1, &c0, &c1,
+                       &first_rows[0], &first_rows[1])
+            _take_rows(params + net.coef_off[0], u[1], runs + 2 * q0, q1 - q0,
+                       first_w + c0 * u[1])
+            _sync(team)  # the compacted weights are whole
 
     # Forward (the output layer's bias and activation are applied with its loss).
-    gemm(False, False, n_rows, u[1], n_used, first_in, n_used, first_w, u[1],
-         <floating> 0, _activations(net, ws, inputs, 1), u[1])
+    gemm(False, False, m, u[1], n_used, first_in + r0 * n_used, n_used, first_w, u[1],
+         <floating> 0, _activations(net, ws, inputs, 1) + r0 * u[1], u[1])
     for i in range(L):
-        out = _activations(net, ws, inputs, i + 1)
+        out = _activations(net, ws, inputs, i + 1) + r0 * u[i + 1]
         if i > 0:
-            gemm(False, False, n_rows, u[i + 1], u[i], _activations(net, ws, inputs, i),
-                 u[i], params + net.coef_off[i], u[i + 1], <floating> 0, out, u[i + 1])
+            gemm(False, False, m, u[i + 1], u[i],
+                 _activations(net, ws, inputs, i) + r0 * u[i], u[i],
+                 params + net.coef_off[i], u[i + 1], <floating> 0, out, u[i + 1])
         if i < L - 1:
-            _bias_activation(obj.hidden_activation, out, params + net.bias_off[i], n_rows,
+            _bias_activation(obj.hidden_activation, out, params + net.bias_off[i], m,
                              u[i + 1])
 
     delta = ws + net.lay[_slot(L, SLOT_DELTA, L)]
+    out_bias = grad + net.bias_off[L - 1]
+    if team.size > 1:
+        out_bias = (<floating*> team.out_bias) + team.rank * u[L]
     if Y == X and inputs == x_copy and obj.noise == _codes.NO_NOISE:
         # An autoencoder's targets are its clean inputs, just gathered into x_copy:
         # reading them there saves a second trip to memory for every row.
         data_loss[0] = _output_loss_delta(
-            obj, _activations(net, ws, inputs, L), params + net.bias_off[L - 1], x_copy,
-            NULL, n_rows, u[L], sw, delta, grad + net.bias_off[L - 1], eps)
+            obj, _activations(net, ws, inputs, L) + r0 * u[L], params + net.bias_off[L - 1],
+            x_copy + r0 * u[0], NULL, m, u[L], sw + r0, delta + r0 * u[L], out_bias, eps)
     else:
         data_loss[0] = _output_loss_delta(
-            obj, _activations(net, ws, inputs, L), params + net.bias_off[L - 1], Y, rows,
-            n_rows, u[L], sw, delta, grad + net.bias_off[L - 1], eps)
+            obj, _activations(net, ws, inputs, L) + r0 * u[L], params + net.bias_off[L - 1],
+            Y, rows + r0, m, u[L], sw + r0, delta + r0 * u[L], out_bias, eps)
 
-    # Penalties: L2 on the weights, activity penalties, contraction.
+    # Penalties: L2 on the weights, activity penalties, contraction (alone only).
     pen_value = obj.alpha * 0.5 / S * weight_sq
     for k in range(1, L):
         if obj.penalized[k - 1] and (obj.l1_weight > 0 or obj.kl_weight > 0):
@@ -881,54 +1096,75 @@ cdef const floating* _batch_gradient(
             pen_value += _contraction_chain(net, obj, params, n_rows, ws, inputs, grad)
     penalty[0] = pen_value
 
-    # Backward. Each layer's delta goes down through W_i before W_i may change.
+    # Backward, this member's rows: every delta goes down through the weights before
+    # any weight changes.
+    for i in range(L - 1, 0, -1):
+        delta = ws + net.lay[_slot(L, SLOT_DELTA, i + 1)]
+        delta_prev = ws + net.lay[_slot(L, SLOT_DELTA, i)]
+        gemm(False, True, m, u[i], u[i + 1], delta + r0 * u[i + 1], u[i + 1],
+             params + net.coef_off[i], u[i + 1], <floating> 0, delta_prev + r0 * u[i], u[i])
+        pen = NULL
+        ca = NULL
+        if obj.penalized[i - 1] and (obj.l1_weight > 0 or obj.kl_weight > 0):
+            pen = ws + net.lay[_slot(L, SLOT_PEN, i)] + r0 * u[i]
+        if i <= deepest:
+            ca = ws + net.lay[_slot(L, SLOT_CA, i)] + r0 * u[i]
+        _hidden_delta(obj.hidden_activation, delta_prev + r0 * u[i],
+                      _activations(net, ws, inputs, i) + r0 * u[i], pen, ca, m * u[i])
+    if team.size > 1:
+        team.sums[team.rank * SUMS_PER_MEMBER] = data_loss[0]
+        _sync(team)  # every delta and loss is in
+        data_loss[0] = 0
+        for k in range(team.size):
+            data_loss[0] += team.sums[k * SUMS_PER_MEMBER]
+
+    # The weights, this member's rows of each layer; the biases, its columns.
     for i in range(L - 1, -1, -1):
         delta = ws + net.lay[_slot(L, SLOT_DELTA, i + 1)]
-        if i > 0:
-            delta_prev = ws + net.lay[_slot(L, SLOT_DELTA, i)]
-            gemm(False, True, n_rows, u[i], u[i + 1], delta, u[i + 1],
-                 params + net.coef_off[i], u[i + 1], <floating> 0, delta_prev, u[i])
-            pen = NULL
-            ca = NULL
-            if obj.penalized[i - 1] and (obj.l1_weight > 0 or obj.kl_weight > 0):
-                pen = ws + net.lay[_slot(L, SLOT_PEN, i)]
-            if i <= deepest:
-                ca = ws + net.lay[_slot(L, SLOT_CA, i)]
-            _hidden_delta(obj.hidden_activation, delta_prev,
-                          _activations(net, ws, inputs, i), pen, ca, n_rows * u[i])
         if i == 0 and n_used < u[0]:
-            # The rows of the unused columns get no gradient: the products run on the
-            # used ones, which then go back to their places. (A compacted batch has 16
-            # rows or more, so its weights are never WEIGHT_SKIP's.)
+            # The products run on the used columns, whose rows then go back to their
+            # places; the rows of the unused ones get no gradient. The compacted
+            # weights are spent by now, so the gradient's rows are made in their place.
+            # (A compacted batch has 16 rows or more: never WEIGHT_SKIP's one row.)
             if weight_mode == WEIGHT_GRADS:
-                gemm(True, False, n_used, u[1], n_rows, first_in, n_used, delta, u[1],
-                     <floating> 0, grad + net.coef_off[0], u[1])
-                _put_rows(grad + net.coef_off[0], u[0], u[1], grad + net.coef_off[0],
-                          net.columns + u[0], n_runs, n_used, 0)
+                gemm(True, False, c1 - c0, u[1], n_rows, first_in + c0, n_used, delta, u[1],
+                     <floating> 0, first_w + c0 * u[1], u[1])
+                _put_rows(grad + net.coef_off[0], u[1], first_w + c0 * u[1], runs, q0, q1,
+                          first_rows[0], first_rows[1], 0)
             elif weight_mode == WEIGHT_DESCEND:
-                gemm_scaled(True, False, n_used, u[1], n_rows, -descent_rate, first_in,
-                            n_used, delta, u[1], 1 - descent_rate * descent_l2, first_w,
-                            u[1])
-                _put_rows(<floating*> params + net.coef_off[0], u[0], u[1], first_w,
-                          net.columns + u[0], n_runs, n_used,
+                gemm_scaled(True, False, c1 - c0, u[1], n_rows, -descent_rate,
+                            first_in + c0, n_used, delta, u[1], 1 - descent_rate * descent_l2,
+                            first_w + c0 * u[1], u[1])
+                _put_rows(<floating*> params + net.coef_off[0], u[1], first_w + c0 * u[1],
+                          runs, q0, q1, first_rows[0], first_rows[1],
                           1 - descent_rate * descent_l2)
-        elif weight_mode == WEIGHT_GRADS:
-            gemm(True, False, u[i], u[i + 1], n_rows, _activations(net, ws, inputs, i),
-                 u[i], delta, u[i + 1], <floating> (1 if i < deepest else 0),
-                 grad + net.coef_off[i], u[i + 1])
-        elif weight_mode == WEIGHT_DESCEND:
-            # Plain SGD in the product itself: W <- (1 - lr alpha/S) W - lr o^T delta.
-            gemm_scaled(True, False, u[i], u[i + 1], n_rows, -descent_rate,
-                        _activations(net, ws, inputs, i), u[i], delta, u[i + 1],
-                        1 - descent_rate * descent_l2, <floating*> params + net.coef_off[i],
-                        u[i + 1])
+        elif weight_mode != WEIGHT_SKIP:
+            _share(u[i], team, &k0, &k1)
+            if weight_mode == WEIGHT_GRADS:
+                gemm(True, False, k1 - k0, u[i + 1], n_rows,
+                     _activations(net, ws, inputs, i) + k0, u[i], delta, u[i + 1],
+                     <floating> (1 if i < deepest else 0),
+                     grad + net.coef_off[i] + k0 * u[i + 1], u[i + 1])
+            else:
+                # Plain SGD in the product itself: W <- (1 - lr alpha/S) W - lr o^T delta.
+                gemm_scaled(True, False, k1 - k0, u[i + 1], n_rows, -descent_rate,
+                            _activations(net, ws, inputs, i) + k0, u[i], delta, u[i + 1],
+                            1 - descent_rate * descent_l2,
+                            <floating*> params + net.coef_off[i] + k0 * u[i + 1], u[i + 1])
+        gb = grad + net.bias_off[i]
+        _share(u[i + 1], team, &j0, &j1)
         if i < L - 1:  # the output layer's came with its deltas
-            gb = grad + net.bias_off[i]
-            for j in range(u[i + 1]):
+            for j in range(j0, j1):
                 gb[j] = delta[j]
             for r in range(1, n_rows):
-                for j in range(u[i + 1]):
+                for j in range(j0, j1):
                     gb[j] += delta[r * u[i + 1] + j]
+        elif team.size > 1:  # ... in parts, one per member
+            for j in range(j0, j1):
+                gb[j] = 0
+            for k in range(team.size):
+                for j in range(j0, j1):
+                    gb[j] += (<floating*> team.out_bias)[k * u[L] + j]
     return inputs
 
 
@@ -1116,30 +1352,67 @@ cdef inline floating* _shift(floating* p, Py_ssize_t offset) noexcept nogil:
     return p + offset if p != NULL else NULL
 
 
-cdef int _sgd_epoch(const Net* net, const Objective* obj, floating* params,
-                    const floating* X, const floating* Y, const floating* sample_weight,
-                    const int64_t* order, Py_ssize_t n_order, Py_ssize_t batch_size,
-                    int optimizer, double learning_rate, double momentum, bint nesterov,
-                    double beta_1, double beta_2, double epsilon, int64_t adam_step,
-                    floating* velocity, floating* second_moment, floating* ws,
+cdef struct EpochCall:
+    # The arguments of an epoch, shared by the members of a team. The arrays' element
+    # type is the member's ``params`` argument's (float or double, ``is_double``).
+    const Net* net
+    const Objective* obj
+    void* params
+    const void* X
+    const void* Y
+    const void* sample_weight
+    const int64_t* order
+    Py_ssize_t n_order
+    Py_ssize_t batch_size
+    int optimizer
+    double learning_rate
+    double momentum
+    bint nesterov
+    double beta_1
+    double beta_2
+    double epsilon
+    int64_t adam_step
+    void* velocity
+    void* second_moment
+    void* ws
+    bint is_double
+    int start                   # TEAM_START_*: members wait for GO, or leave on ABORT
+
+
+cdef int _sgd_epoch(const EpochCall* call, floating* params, const Team* team,
                     double* loss_sum, double* penalty_sum) noexcept nogil:
-    cdef Py_ssize_t L = net.n_layers, start, stop, n_rows, i, r, batch = 0, last_start
+    """One epoch, or one member's part of it (see Team): returns 1, or 0 when a batch
+    objective or the parameters became non-finite (every member stops at that batch)."""
+    cdef const Net* net = call.net
+    cdef const Objective* obj = call.obj
+    cdef const floating* X = <const floating*> call.X
+    cdef const floating* Y = <const floating*> call.Y
+    cdef const floating* sample_weight = <const floating*> call.sample_weight
+    cdef const int64_t* order = call.order
+    cdef Py_ssize_t n_order = call.n_order, batch_size = call.batch_size
+    cdef floating* velocity = <floating*> call.velocity
+    cdef floating* second_moment = <floating*> call.second_moment
+    cdef floating* ws = <floating*> call.ws
+    cdef double learning_rate = call.learning_rate
+    cdef Py_ssize_t L = net.n_layers, start, stop, n_rows, i, r, batch = 0, last_start, k
     cdef const int64_t* u = net.units
     cdef floating* grad = ws + net.lay[_fixed(L, FIX_GRAD)]
     cdef double data, pen, S, weight_sq, t
     cdef floating l2
     cdef floating* W
     cdef const floating* inputs
-    cdef Py_ssize_t n_weights, offset
+    cdef Py_ssize_t offset, k0, k1
+    cdef Py_ssize_t first_rows[2]
     cdef int weight_mode
+    cdef bint bad
     cdef Update up
-    up.optimizer = optimizer
+    up.optimizer = call.optimizer
     up.learning_rate = learning_rate
-    up.momentum = momentum
-    up.nesterov = nesterov
-    up.beta_1 = beta_1
-    up.beta_2 = beta_2
-    up.epsilon = epsilon
+    up.momentum = call.momentum
+    up.nesterov = call.nesterov
+    up.beta_1 = call.beta_1
+    up.beta_2 = call.beta_2
+    up.epsilon = call.epsilon
     weight_sq = _weight_sq(net, params) if obj.alpha != 0 else 0
     # A batch whose weights sum to zero contributes nothing (docs/kernels.md), so the
     # velocity of plain SGD is stored at the last batch of non-zero weight.
@@ -1171,46 +1444,126 @@ cdef int _sgd_epoch(const Net* net, const Objective* obj, floating* params,
         if obj.deepest_contracted == 0:
             if n_rows == 1:
                 weight_mode = WEIGHT_SKIP
-            elif optimizer == _codes.SGD and momentum == 0 and up.skip_velocity:
+            elif call.optimizer == _codes.SGD and call.momentum == 0 and up.skip_velocity:
                 weight_mode = WEIGHT_DESCEND
         inputs = _batch_gradient(net, obj, params, X, Y, sample_weight, order + start,
                                  n_rows, ws, grad, weight_mode,
-                                 <floating> learning_rate, l2, weight_sq, &data, &pen)
+                                 <floating> learning_rate, l2, weight_sq, team, first_rows,
+                                 &data, &pen)
         loss_sum[0] += n_rows * data
         penalty_sum[0] += n_rows * pen
         if not isfinite(data + pen):
             return 0
         weight_sq = 0
-        if optimizer == _codes.ADAM:
-            t = <double> (adam_step + batch + 1)
-            up.learning_rate = learning_rate * sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t)
+        bad = False
+        if call.optimizer == _codes.ADAM:
+            t = <double> (call.adam_step + batch + 1)
+            up.learning_rate = (learning_rate * sqrt(1.0 - call.beta_2 ** t)
+                                / (1.0 - call.beta_1 ** t))
+        # This member's rows of each layer's weights (those of its gradient), its
+        # columns of each bias.
         for i in range(L):
-            offset = net.coef_off[i]
+            if i == 0:
+                k0 = first_rows[0]
+                k1 = first_rows[1]
+            else:
+                _share(u[i], team, &k0, &k1)
+            offset = net.coef_off[i] + k0 * u[i + 1]
             W = params + offset
-            n_weights = net.bias_off[i] - offset
             if weight_mode == WEIGHT_SKIP:
                 _step(&up, W, velocity + offset, _shift(second_moment, offset),
                       ws + net.lay[_slot(L, SLOT_DELTA, i + 1)],
-                      _activations(net, ws, inputs, i), u[i], u[i + 1], l2)
+                      _activations(net, ws, inputs, i) + k0, k1 - k0, u[i + 1], l2)
             elif weight_mode == WEIGHT_GRADS:
                 _step(&up, W, velocity + offset, _shift(second_moment, offset),
-                      grad + offset, NULL, 1, n_weights, l2)
+                      grad + offset, NULL, 1, (k1 - k0) * u[i + 1], l2)
             # The norm for the next batch's L2 term doubles as the finiteness check.
             # Without it, the weights are left to the next batch's objective and the
             # end of the epoch (docs/kernels.md): a pass over every weight after every
             # batch can cost as much as the update itself.
             if obj.alpha != 0:
-                weight_sq += _sum_squares(W, n_weights)
-            offset = net.bias_off[i]
+                weight_sq += _sum_squares(W, (k1 - k0) * u[i + 1])
+            _share(u[i + 1], team, &k0, &k1)
+            offset = net.bias_off[i] + k0
             _step(&up, params + offset, velocity + offset, _shift(second_moment, offset),
-                  grad + offset, NULL, 1, u[i + 1], <floating> 0)
-            if not _all_finite(params + offset, u[i + 1]):
-                return 0
-        if not isfinite(weight_sq):
+                  grad + offset, NULL, 1, k1 - k0, <floating> 0)
+            bad = bad or not _all_finite(params + offset, k1 - k0)
+        if team.size > 1:
+            team.sums[team.rank * SUMS_PER_MEMBER + 1] = weight_sq
+            team.sums[team.rank * SUMS_PER_MEMBER + 2] = bad
+            _sync(team)  # the weights are whole again
+            weight_sq = 0
+            for k in range(team.size):
+                weight_sq += team.sums[k * SUMS_PER_MEMBER + 1]
+                bad = bad or team.sums[k * SUMS_PER_MEMBER + 2] != 0
+        if bad or not isfinite(weight_sq):
             return 0
         start = stop
         batch += 1
+    if team.rank > 0:
+        return 1
     return 1 if _all_finite(params, net.n_params) else 0
+
+
+cdef struct Member:
+    # One thread's part of a team's epoch, and what it returns.
+    EpochCall* call
+    Team team
+    int ok
+    double loss_sum
+    double penalty_sum
+
+
+cdef void _member_epoch(void* arg) noexcept nogil:
+    cdef Member* member = <Member*> arg
+    if member.call.is_double:
+        member.ok = _sgd_epoch(member.call, <double*> member.call.params, &member.team,
+                               &member.loss_sum, &member.penalty_sum)
+    else:
+        member.ok = _sgd_epoch(member.call, <float*> member.call.params, &member.team,
+                               &member.loss_sum, &member.penalty_sum)
+
+
+cdef void* _member_thread(void* arg) noexcept nogil:
+    """A member's thread: waits until the caller has started them all, or gives up."""
+    cdef Member* member = <Member*> arg
+    cdef int start
+    cdef long spins = 0
+    while True:
+        start = fastnn_load(&member.call.start)
+        if start != TEAM_START_WAIT:
+            break
+        if spins < 4096:
+            FASTNN_PAUSE()
+            spins += 1
+        else:
+            sched_yield()
+    if start == TEAM_START_GO:
+        _member_epoch(member)
+    return NULL
+
+
+cdef bint _team_epoch(EpochCall* call, Member* members, int size) noexcept nogil:
+    """Run an epoch on ``size`` members: the caller is member 0, the others get a thread
+    each; BLAS runs single-threaded meanwhile (each member calls it for its share).
+    Returns False, having changed nothing, when a thread could not be started."""
+    cdef pthread_t threads[TEAM_MAX]
+    cdef int k, started = 0, previous = _blas_get_threads()
+    fastnn_store(&call.start, TEAM_START_WAIT)
+    for k in range(1, size):
+        if pthread_create(&threads[k], NULL, _member_thread, &members[k]) != 0:
+            break
+        started += 1
+    if started == size - 1:
+        _blas_set_threads(1)
+        fastnn_store(&call.start, TEAM_START_GO)
+        _member_epoch(&members[0])
+    else:
+        fastnn_store(&call.start, TEAM_START_ABORT)
+    for k in range(1, started + 1):
+        pthread_join(threads[k], NULL)
+    _blas_set_threads(previous)
+    return started == size - 1
 
 
 # --------------------------------------------------------------------------------------
@@ -1383,14 +1736,70 @@ def sgd_epoch(floating[::1] params, const int64_t[::1] layer_units, int hidden_a
     cdef int ok = 1
     if n_order == 0:
         return 0.0, 0.0, 1
-    cdef floating* p_second = NULL
-    if optimizer == _codes.ADAM:
-        p_second = &second_moment[0]
+    cdef EpochCall call
+    call.net = net
+    call.obj = &obj
+    call.params = &params[0]
+    call.X = &X[0, 0]
+    call.Y = &Y[0, 0]
+    call.sample_weight = &sample_weight[0]
+    call.order = &order[0]
+    call.n_order = n_order
+    call.batch_size = batch_size
+    call.optimizer = optimizer
+    call.learning_rate = learning_rate
+    call.momentum = momentum
+    call.nesterov = nesterov
+    call.beta_1 = beta_1
+    call.beta_2 = beta_2
+    call.epsilon = epsilon
+    call.adam_step = adam_step
+    call.velocity = &velocity[0]
+    call.second_moment = &second_moment[0] if optimizer == _codes.ADAM else NULL
+    call.ws = &workspace[0]
+    call.is_double = floating is double
+    call.start = TEAM_START_WAIT
+    cdef Team alone = _alone(net)
+    cdef int size = _team_size(net, &obj, rows)
+    cdef bint shared = False
+    cdef Member* members
+    cdef fastnn_barrier barrier
+    cdef int k
+    cdef unsigned char[::1] member_memory
+    cdef double[::1] sums
+    cdef int64_t[::1] columns
+    cdef floating[::1] out_bias
+    if size > 1:
+        # The team's memory (freed with these arrays): members, sums, column marks,
+        # output-bias parts.
+        member_memory = np.zeros(size * sizeof(Member), dtype=np.uint8)
+        sums = np.zeros(size * SUMS_PER_MEMBER, dtype=np.float64)
+        columns = np.zeros(size * _team_columns(layer_units[0]), dtype=np.int64)
+        out_bias = np.zeros(size * layer_units[L],
+                            dtype=np.float32 if floating is float else np.float64)
+        members = <Member*> &member_memory[0]
+        barrier.arrived = 0
+        barrier.generation = 0
+        barrier.size = size
+        for k in range(size):
+            members[k].call = &call
+            members[k].team.size = size
+            members[k].team.rank = k
+            members[k].team.barrier = &barrier
+            members[k].team.sums = &sums[0]
+            members[k].team.columns = &columns[0]
+            members[k].team.out_bias = &out_bias[0]
+            members[k].ok = 1
+            members[k].loss_sum = 0
+            members[k].penalty_sum = 0
+        with nogil:
+            shared = _team_epoch(&call, members, size)
+        if shared:
+            for k in range(size):
+                ok = min(ok, members[k].ok)
+            return members[0].loss_sum, members[0].penalty_sum, ok
     with nogil:
-        ok = _sgd_epoch(net, &obj, &params[0], &X[0, 0], &Y[0, 0], &sample_weight[0],
-                        &order[0], n_order, batch_size, optimizer, learning_rate,
-                        momentum, nesterov, beta_1, beta_2, epsilon, adam_step,
-                        &velocity[0], p_second, &workspace[0], &loss_sum, &penalty_sum)
+        ok = _sgd_epoch(&call, &params[0], &alone, &loss_sum, &penalty_sum)
     return loss_sum, penalty_sum, ok
 
 
@@ -1424,10 +1833,12 @@ def loss_and_gradient(const floating[::1] params, const int64_t[::1] layer_units
     if _sample_weight_sum(&sample_weight[0], n) == 0:  # contributes nothing (docs/kernels.md)
         grad[:] = 0
         return 0.0, 0.0
+    cdef Team alone = _alone(net)
+    cdef Py_ssize_t first_rows[2]
     with nogil:
         _batch_gradient(net, &obj, &params[0], &X[0, 0], &Y[0, 0], &sample_weight[0],
                         &rows[0], n, &workspace[0], &grad[0], WEIGHT_GRADS, 0, 0,
-                        _weight_sq(net, &params[0]), &data, &pen)
+                        _weight_sq(net, &params[0]), &alone, first_rows, &data, &pen)
         _add_l2_gradient(net, &params[0], &grad[0], alpha / _sample_weight_sum(
             &sample_weight[0], n))
     return data, pen

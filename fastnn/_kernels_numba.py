@@ -10,15 +10,20 @@ the mtime of the file that holds the cached function only, so a helper in anothe
 could change without its callers being recompiled.
 """
 
+import ctypes
 import math
+import threading
 import warnings
 
 import numba
 import numpy as np
 from numba import types
+import llvmlite.binding as llvm_binding
 from llvmlite import ir
+from numba.core import cgutils
 from numba.extending import intrinsic
 
+from fastnn import _blas_threads
 from fastnn._codes import (
     ADAM,
     BINARY_LOG_LOSS,
@@ -275,6 +280,56 @@ def _prefetch(typingctx, pointer):
             ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32]))
         builder.call(prefetch, [builder.bitcast(args[0], byte_pointer), i32(0), i32(3),
                                 i32(1)])
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+@intrinsic
+def _address(typingctx, array, index):
+    """The address of ``array``'s element ``index`` (flat, C order), untyped (for BLAS)."""
+    signature = types.voidptr(array, types.intp)
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        return builder.bitcast(builder.gep(data, [args[1]]), ir.IntType(8).as_pointer())
+
+    return signature, codegen
+
+
+@intrinsic
+def _atomic_add(typingctx, array, index, value):
+    """``array[index] += value`` as one atomic operation (int64); returns the new value."""
+    signature = types.int64(array, types.intp, types.int64)
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        old = builder.atomic_rmw("add", builder.gep(data, [args[1]]), args[2], "acq_rel")
+        return builder.add(old, args[2])
+
+    return signature, codegen
+
+
+@intrinsic
+def _atomic_load(typingctx, array, index):
+    """``array[index]`` (int64), read with acquire ordering."""
+    signature = types.int64(array, types.intp)
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        return builder.load_atomic(builder.gep(data, [args[1]]), "acquire", 8)
+
+    return signature, codegen
+
+
+@intrinsic
+def _atomic_store(typingctx, array, index, value):
+    """``array[index] = value`` (int64), written with release ordering."""
+    signature = types.void(array, types.intp, types.int64)
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        builder.store_atomic(args[2], builder.gep(data, [args[1]]), "release", 8)
         return context.get_dummy_value()
 
     return signature, codegen
@@ -980,25 +1035,220 @@ def _take_rows(W, runs, n_runs, out):
 
 
 @_jit
-def _put_rows(W, rows, runs, n_runs, others):
-    """Mirrors csrc/_kernels.pyx:_put_rows: the runs of W <- the rows of ``rows``, one
-    after the other; W's other rows multiplied by ``others``, or cleared when it is 0.
-    ``rows`` may share W's memory (rows[c] is W's row c): the runs go from the last to
-    the first, each to a place at or after its own, and a run's rows from its last."""
+def _put_rows(W, rows, runs, q0, q1, lo, hi, others):
+    """Mirrors csrc/_kernels.pyx:_put_rows: for W's rows lo .. hi - 1, which hold runs
+    q0 .. q1 - 1, those runs <- the rows of ``rows``, one after the other; the other rows
+    in lo .. hi - 1 multiplied by ``others``, or cleared when it is 0. ``rows`` is not W."""
     others = W.dtype.type(others)
-    gap_end = W.shape[0]
-    taken = rows.shape[0]
-    for q in range(n_runs, -1, -1):
-        first = runs[2 * (q - 1)] if q > 0 else 0
-        length = runs[2 * (q - 1) + 1] if q > 0 else 0
-        for g in range(first + length, gap_end):
+    gap_start = lo
+    taken = 0
+    for q in range(q0, q1 + 1):
+        first = runs[2 * q] if q < q1 else hi
+        length = runs[2 * q + 1] if q < q1 else 0
+        for g in range(gap_start, first):
             for j in range(W.shape[1]):
                 W[g, j] = 0 if others == 0 else others * W[g, j]
-        taken -= length
-        for g in range(length - 1, -1, -1):
+        for g in range(length):
             for j in range(W.shape[1]):
                 W[first + g, j] = rows[taken + g, j]
-        gap_end = first
+        taken += length
+        gap_start = first + length
+
+
+# ---------------------------------------------------------------------------------------
+# Threads: the members of one epoch (mirrors csrc/_kernels.pyx, "Threads"). With BLAS
+# allowed several threads, a large batch is shared between that many Python threads, each
+# running this module's nogil epoch kernel for its share and calling BLAS single-threaded.
+
+_TEAM_MIN_ROWS = 16
+_TEAM_MAX = 64
+_SUMS_PER_MEMBER = 3  # a member's data loss, weight norm and non-finite flag
+_BARRIER_SPINS = 4096
+
+
+def _external(name, address, n_arguments, result):
+    """The codegen of a call to the C function at ``address`` (arguments all pointers,
+    an int32 result or none), made known to LLVM as ``name``: compiled code refers to
+    the name, not to a ctypes object, so that Numba can still cache it on disk."""
+    llvm_binding.add_symbol(name, address)
+
+    def codegen(context, builder, sig, args):
+        function = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(ir.IntType(32) if result else ir.VoidType(),
+                            [ir.IntType(8).as_pointer()] * n_arguments), name)
+        value = builder.call(function, args)
+        return value if result else context.get_dummy_value()
+
+    return codegen
+
+
+_SCHED_YIELD = _external(
+    "fastnn_sched_yield",
+    ctypes.cast(ctypes.CDLL(None).sched_yield, ctypes.c_void_p).value, 0, True)
+
+
+@intrinsic
+def _sched_yield(typingctx):
+    """Gives up the core (a waiting member, after _BARRIER_SPINS checks)."""
+    return types.int32(), _SCHED_YIELD
+
+
+@_jit
+def _barrier_wait(state):
+    """Mirrors csrc/_kernels.pyx:fastnn_barrier_wait; ``state`` is (arrived, generation,
+    size), int64."""
+    generation = _atomic_load(state, 1)
+    if _atomic_add(state, 0, 1) == state[2]:
+        _atomic_store(state, 0, 0)
+        _atomic_store(state, 1, generation + 1)
+        return
+    spins = 0
+    while _atomic_load(state, 1) == generation:
+        spins += 1
+        if spins > _BARRIER_SPINS:
+            _sched_yield()
+
+
+@_jit(inline="always")
+def _sync(size, state):
+    if size > 1:
+        _barrier_wait(state)
+
+
+@_jit(inline="always")
+def _rows(A, r0, r1, size):
+    """A member's rows r0 .. r1 - 1 of A; alone, A itself (a slice costs a few dozen
+    instructions, which online learning pays a dozen times per sample)."""
+    return A if size == 1 else A[r0:r1]
+
+
+@_jit(inline="always")
+def _share(n, rank, size):
+    """This member's part lo .. hi - 1 of n rows or columns (parts in rank order).
+    Alone without a division: online learning asks a dozen times per sample."""
+    if size == 1:
+        return 0, n
+    return n * rank // size, n * (rank + 1) // size
+
+
+@_jit
+def _run_share(runs, n_runs, n_used, n_in, rank, size):
+    """Mirrors csrc/_kernels.pyx:_run_share; returns (q0, q1, c0, c1, lo, hi)."""
+    cut0 = n_used * rank // size
+    cut1 = n_used * (rank + 1) // size
+    q0 = q1 = c0 = c1 = lo = hi = 0
+    offset = 0
+    for q in range(n_runs):
+        end = runs[2 * q] + runs[2 * q + 1]
+        if offset < cut0:
+            q0 = q + 1
+            c0 = offset + runs[2 * q + 1]
+            lo = end
+        if offset < cut1:
+            q1 = q + 1
+            c1 = offset + runs[2 * q + 1]
+            hi = end
+        offset += runs[2 * q + 1]
+    if rank == size - 1:
+        hi = n_in
+    return q0, q1, c0, c1, lo, hi
+
+
+def _team_size(layer_units, rows, l1_weight, kl_weight, contraction):
+    """Mirrors csrc/_kernels.pyx:_team_size."""
+    if (_blas_threads.controls() is None or contraction or l1_weight > 0 or kl_weight > 0
+            or rows * int(layer_units[0]) * int(layer_units[1]) < _COMPACT_MIN_MULADDS):
+        return 1
+    return max(1, min(_blas_threads.blas_threads(), rows // _TEAM_MIN_ROWS, _TEAM_MAX))
+
+
+def _team_size_twin(layer_units, rows, l1_weight=0.0, kl_weight=0.0, contraction=False):
+    """Mirrors csrc/_kernels.pyx:_team_size_twin, for tests."""
+    return _team_size(np.asarray(layer_units), int(rows), l1_weight, kl_weight, contraction)
+
+
+# ---------------------------------------------------------------------------------------
+# The weight-gradient product of a block of weight rows: ``A[:, c0:c1]`` is a strided
+# block, which np.dot would copy first, so these call scipy's BLAS (the Cython kernels'
+# cython_blas) with its leading dimension.
+
+
+def _cython_blas(name):
+    from numba.extending import get_cython_function_address
+
+    return _external(f"fastnn_cython_{name}",
+                     get_cython_function_address("scipy.linalg.cython_blas", name), 13, False)
+
+
+_SGEMM_CALL = _cython_blas("sgemm")
+_DGEMM_CALL = _cython_blas("dgemm")
+
+
+@intrinsic
+def _sgemm(typingctx, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """scipy's cython_blas sgemm: every argument an address (Fortran's convention)."""
+    return types.void(*([types.voidptr] * 13)), _SGEMM_CALL
+
+
+@intrinsic
+def _dgemm(typingctx, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """scipy's cython_blas dgemm, as _sgemm."""
+    return types.void(*([types.voidptr] * 13)), _DGEMM_CALL
+
+
+@_jit
+def _blas_arguments(dtype_array):
+    """Scratch for _product_at's BLAS arguments, made once per epoch (BLAS takes every
+    argument by address): integers (int32), the two op characters, alpha and beta."""
+    integers = np.empty(4, dtype=np.int32)
+    characters = np.empty(2, dtype=np.uint8)
+    characters[0] = 78  # 'N'
+    characters[1] = 84  # 'T'
+    reals = np.empty(2, dtype=dtype_array.dtype)
+    return integers, characters, reals
+
+
+@_jit
+def _product_at(A, c0, c1, E, out, alpha, beta, integers, characters, reals):
+    """``out <- alpha A[:, c0:c1]^T E + beta out`` (out not read when beta is 0), as
+    csrc/_kernels.pyx's ``gemm_scaled(True, False, ...)``: direct loops for small
+    products (csrc/_blas.pxd's rule), BLAS otherwise."""
+    k = A.shape[0]
+    m = c1 - c0
+    n = E.shape[1]
+    if m * n * k <= _DIRECT_MAX_MULADDS:
+        for i in range(m):
+            for j in range(n):
+                out[i, j] = beta * out[i, j] if beta != 0 else 0
+        for p in range(k):
+            block = A[p, c0:c1]
+            for i in range(m):
+                a = alpha * block[i]
+                for j in range(n):
+                    out[i, j] += a * E[p, j]
+        return
+    # Row-major out = alpha A_block^T E + beta out is column-major
+    # out^T = alpha E^T A_block + beta out^T: E untransposed (leading dimension n), the
+    # block transposed (leading dimension A's row length).
+    integers[0] = n
+    integers[1] = m
+    integers[2] = k
+    integers[3] = A.shape[1]
+    reals[0] = alpha
+    reals[1] = beta
+    if out.itemsize == 4:
+        _sgemm(_address(characters, 0), _address(characters, 1), _address(integers, 0),
+               _address(integers, 1), _address(integers, 2), _address(reals, 0),
+               _address(E, 0), _address(integers, 0), _address(A, c0),
+               _address(integers, 3), _address(reals, 1), _address(out, 0),
+               _address(integers, 0))
+    else:
+        _dgemm(_address(characters, 0), _address(characters, 1), _address(integers, 0),
+               _address(integers, 1), _address(integers, 2), _address(reals, 0),
+               _address(E, 0), _address(integers, 0), _address(A, c0),
+               _address(integers, 3), _address(reals, 1), _address(out, 0),
+               _address(integers, 0))
 
 
 # What _batch_objective does with the weight gradients (csrc/_kernels.pyx's weight_mode).
@@ -1038,61 +1288,34 @@ def _descend_outer(W, x, d, rate, l2):
         r += 1
 
 
-@_jit
-def _descend_product(A, E, W, rate, l2, scratch):
-    """Plain SGD folded into the gradient product: ``W <- (1 - rate l2) W - rate A^T E``.
-
-    Mirrors the WEIGHT_DESCEND branch of csrc/_kernels.pyx:_batch_gradient (its
-    ``gemm_scaled``). Direct loops for small products; BLAS into ``scratch`` (the weight
-    gradient's region, W's shape) and one pass otherwise.
-    """
-    k, m = A.shape
-    n = E.shape[1]
-    keep = W.dtype.type(1.0 - rate * l2)  # in the dtype of W, as in _descend_outer
-    rate = W.dtype.type(rate)
-    if m * n * k > _DIRECT_MAX_MULADDS:
-        np.dot(A.T, E, out=scratch)
-        for i in range(m):
-            for j in range(n):
-                W[i, j] = keep * W[i, j] - rate * scratch[i, j]
-        return
-    if keep != 1.0:
-        for i in range(m):
-            for j in range(n):
-                W[i, j] = keep * W[i, j]
-    for p in range(k):
-        for i in range(m):
-            a = rate * A[p, i]
-            for j in range(n):
-                W[i, j] -= a * E[p, j]
-
-
 @_jit(inline="always")
 def _batch_objective(params, layer_units, offsets, hidden_activation, output_activation,
-                     loss, n_rows, alpha, l1_weight, kl_weight, kl_target,
+                     loss, n_rows, weight_sum, alpha, l1_weight, kl_weight, kl_target,
                      contraction_weight, penalized, eps, grad, workspace, layout, weight_mode,
-                     descent_rate, columns):
-    """Forward, objective and gradient of the batch of ``n_rows`` rows gathered in the
-    workspace (``_gather_batch``).
+                     descent_rate, columns, rank, size, team_state, team_sums, team_columns,
+                     team_bias, integers, characters, reals):
+    """Forward, objective and gradient of the batch of ``n_rows`` rows (of weight sum
+    ``weight_sum``, not 0) gathered in the workspace (``_gather_batch``).
 
     Mirrors csrc/_kernels.pyx:_batch_gradient. ``weight_mode`` (``_WEIGHT_*``): the
     weight gradients go into ``grad``, or plain SGD with rate ``descent_rate`` is applied
-    to the weights (not the biases) without storing them. Returns ``(D, P)``; a batch of
-    zero weight gives ``(0, 0)`` and a zero gradient, and changes nothing.
+    to the weights (not the biases) without storing them. Returns ``(D, P)``.
+
+    Member ``rank`` of a team of ``size`` (see "Threads") takes its share of the rows up
+    to the deltas, then its share of each layer's weight rows and bias columns, and
+    returns ``(D, P, lo, hi)``: its rows of the first layer's weights. ``columns`` is its own
+    column flags, union and runs (3 n_in + 2 entries; alone, flags and runs). Alone,
+    ``size`` is 1 and the team arrays are not read.
 
     Every view (``_weights``, ``_activations``, ...) is made where it is used, from
     buffers the epoch kernel holds unowned: no list of views is passed in, since Numba
     reference-counts each list argument, with an atomic operation, at every batch.
     """
     n_layers = layer_units.shape[0] - 1
+    n_in = layer_units[0]
     Y = _targets(workspace, layout, layer_units, n_rows)
     sample_weight = _batch_weights(workspace, layout, n_rows)
-    weight_sum = 0.0
-    for i in range(n_rows):
-        weight_sum += sample_weight[i]
-    if weight_sum == 0:  # a batch of zero weight contributes nothing (docs/kernels.md)
-        grad[:] = 0
-        return 0.0, 0.0
+    r0, r1 = _share(n_rows, rank, size)
 
     # Layers 1..contracted carry the contractive penalty's curvature rows and direct terms.
     contracted = _deepest_penalized(penalized) if contraction_weight > 0 else 0
@@ -1101,34 +1324,57 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
     # enough are zero throughout (_used_columns).
     first_in = _activations(workspace, layout, layer_units, 0, n_rows)
     first_w = _weights(params, layer_units, offsets, 0)
-    n_used, n_runs = layer_units[0], 0
-    if _may_compact(n_rows, layer_units[0], layer_units[1], contracted > 0):
-        n_used, n_runs = _used_columns(columns, layer_units[0])  # marked by _gather_batch
-    runs = columns[layer_units[0]:]
-    if n_used < layer_units[0]:
+    n_used, n_runs = n_in, 0
+    first_lo, first_hi = _share(n_in, rank, size)
+    q0 = q1 = c0 = c1 = 0
+    used = columns if size == 1 else columns[n_in:]
+    if _may_compact(n_rows, n_in, layer_units[1], contracted > 0):
+        if size > 1:
+            # Every member forms the union of the members' marks (_gather_batch): the
+            # same runs everywhere, no second wait.
+            _sync(size, team_state)
+            stride = 3 * n_in + 2
+            for j in range(n_in):
+                used[j] = 0
+            for k in range(size):
+                flags = team_columns[k * stride:k * stride + n_in]
+                for j in range(n_in):
+                    used[j] |= flags[j]
+        n_used, n_runs = _used_columns(used, n_in)
+    runs = used[n_in:]
+    if n_used < n_in:
         compact_in = _view(workspace, layout[_COMPACT_X], n_rows, n_used)
         compact_w = _view(workspace, layout[_COMPACT_W], n_used, layer_units[1])
-        _take_columns(first_in, runs, n_runs, compact_in)
-        _take_rows(first_w, runs, n_runs, compact_w)
+        _take_columns(_rows(first_in, r0, r1, size), runs, n_runs, _rows(compact_in, r0, r1, size))
+        q0, q1, c0, c1, first_lo, first_hi = _run_share(
+            runs, n_runs, n_used, n_in, rank, size)
+        _take_rows(first_w, runs[2 * q0:], q1 - q0, compact_w[c0:c1])
         first_in = compact_in
         first_w = compact_w
+        _sync(size, team_state)  # the compacted weights are whole
 
-    # Forward (the output layer's bias and activation are applied with its loss).
+    # Forward, this member's rows (the output layer's bias and activation come with its
+    # loss).
     for i in range(n_layers - 1):
-        _dense(first_in if i == 0 else _activations(workspace, layout, layer_units, i, n_rows),
+        _dense(_rows(first_in, r0, r1, size) if i == 0
+               else _rows(_activations(workspace, layout, layer_units, i, n_rows), r0, r1, size),
                first_w if i == 0 else _weights(params, layer_units, offsets, i),
                _biases(params, layer_units, offsets, i), hidden_activation,
-               _activations(workspace, layout, layer_units, i + 1, n_rows))
+               _rows(_activations(workspace, layout, layer_units, i + 1, n_rows), r0, r1, size))
     P = _activations(workspace, layout, layer_units, n_layers, n_rows)
     if n_layers == 1:
-        _matmul(first_in, first_w, P)
+        _matmul(_rows(first_in, r0, r1, size), first_w, _rows(P, r0, r1, size))
     else:
-        _matmul(_activations(workspace, layout, layer_units, n_layers - 1, n_rows),
-                _weights(params, layer_units, offsets, n_layers - 1), P)
-    data_loss = _output_delta(P, _biases(params, layer_units, offsets, n_layers - 1), Y,
-                              sample_weight, weight_sum, output_activation, loss, eps,
-                              _deltas(workspace, layout, layer_units, n_layers, n_rows),
-                              _biases(grad, layer_units, offsets, n_layers - 1))
+        _matmul(_rows(_activations(workspace, layout, layer_units, n_layers - 1, n_rows), r0, r1, size),
+                _weights(params, layer_units, offsets, n_layers - 1), _rows(P, r0, r1, size))
+    out_bias = _biases(grad, layer_units, offsets, n_layers - 1)
+    if size > 1:
+        out_bias = team_bias[rank * layer_units[n_layers]:(rank + 1) * layer_units[n_layers]]
+    data_loss = _output_delta(_rows(P, r0, r1, size), _biases(params, layer_units, offsets, n_layers - 1),
+                              _rows(Y, r0, r1, size), _rows(sample_weight, r0, r1, size), weight_sum, output_activation,
+                              loss, eps,
+                              _rows(_deltas(workspace, layout, layer_units, n_layers, n_rows), r0, r1, size),
+                              out_bias)
     penalty = 0.0
     if alpha != 0:
         penalty += alpha / (2.0 * weight_sum) * _squared_weights(params, layer_units, offsets)
@@ -1138,17 +1384,21 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
             params, layer_units, offsets, hidden_activation, penalized, sample_weight,
             weight_sum, contraction_weight, workspace, layout)
 
+    # Backward, this member's rows: every delta goes down through the weights before any
+    # weight changes.
     for k in range(n_layers - 1, 0, -1):
         O = _activations(workspace, layout, layer_units, k, n_rows)
         E = _deltas(workspace, layout, layer_units, k, n_rows)
-        _matmul_bt(_deltas(workspace, layout, layer_units, k + 1, n_rows),
-                   _weights(params, layer_units, offsets, k), E)
+        _matmul_bt(_rows(_deltas(workspace, layout, layer_units, k + 1, n_rows), r0, r1, size),
+                   _weights(params, layer_units, offsets, k), _rows(E, r0, r1, size))
         use_l1 = penalized[k - 1] != 0 and l1_weight > 0
         use_kl = penalized[k - 1] != 0 and kl_weight > 0
         if not (use_l1 or use_kl or k <= contracted):  # the common case: one tight loop
-            for i in range(n_rows):
+            E_part = _rows(E, r0, r1, size)
+            O_part = _rows(O, r0, r1, size)
+            for i in range(E_part.shape[0]):
                 for j in range(E.shape[1]):
-                    E[i, j] = E[i, j] * _derivative(O[i, j], hidden_activation)
+                    E_part[i, j] = E_part[i, j] * _derivative(O_part[i, j], hidden_activation)
             continue
         kl_grad = workspace[layout[_KL]:layout[_KL] + layer_units[k]]
         if use_l1:
@@ -1171,47 +1421,71 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
                 if k <= contracted:
                     e += curvature[i, j]
                 E[i, j] = e
+    if size > 1:
+        team_sums[rank * _SUMS_PER_MEMBER] = data_loss
+        _sync(size, team_state)  # every delta and loss is in
+        data_loss = 0.0
+        for k in range(size):
+            data_loss += team_sums[k * _SUMS_PER_MEMBER]
 
+    # The weights, this member's rows of each layer; the biases, its columns.
     l2 = alpha / weight_sum
     for i in range(n_layers):
         W = _weights(params, layer_units, offsets, i)
         W_grad = _weights(grad, layer_units, offsets, i)
         O = _activations(workspace, layout, layer_units, i, n_rows)
         E = _deltas(workspace, layout, layer_units, i + 1, n_rows)
+        j0, j1 = _share(W.shape[1], rank, size)
+        # Loops run over views from 0 here: an index that Numba cannot prove
+        # non-negative gets a wraparound check, which keeps the loop from vectorising.
+        b_grad = _biases(grad, layer_units, offsets, i)[j0:j1]
         if i < n_layers - 1:  # the output layer's came with its deltas
-            b_grad = _biases(grad, layer_units, offsets, i)
             b_grad[:] = 0
             for r in range(n_rows):  # row by row: contiguous, vectorised
-                for c in range(W.shape[1]):
-                    b_grad[c] += E[r, c]
+                E_row = E[r, j0:j1]
+                for c in range(b_grad.shape[0]):
+                    b_grad[c] += E_row[c]
+        elif size > 1:  # ... in parts, one per member
+            b_grad[:] = 0
+            for k in range(size):
+                part = team_bias[k * W.shape[1] + j0:k * W.shape[1] + j1]
+                for c in range(b_grad.shape[0]):
+                    b_grad[c] += part[c]
+        if i == 0:
+            k0, k1 = first_lo, first_hi
+        else:
+            k0, k1 = _share(W.shape[0], rank, size)
         if weight_mode == _WEIGHT_SKIP:
-            _descend_outer(W, O[0], E[0], descent_rate, l2)
+            _descend_outer(W[k0:k1], O[0, k0:k1], E[0], descent_rate, l2)
             continue
-        if i == 0 and n_used < layer_units[0]:
-            # The rows of the unused columns get no gradient: the products run on the
-            # used ones, which then go back to their places.
-            compact_grad = _view(grad, offsets[0, 0], n_used, layer_units[1])
+        if i == 0 and n_used < n_in:
+            # The products run on the used columns, whose rows then go back to their
+            # places; the rows of the unused ones get no gradient. The compacted weights
+            # are spent by now: the gradient's rows are made in their place.
             if weight_mode == _WEIGHT_DESCEND:
-                _descend_product(first_in, E, first_w, descent_rate, l2, compact_grad)
-                _put_rows(W, first_w, runs, n_runs, 1.0 - descent_rate * l2)
+                _product_at(first_in, c0, c1, E, first_w[c0:c1], -descent_rate,
+                            1.0 - descent_rate * l2, integers, characters, reals)
+                _put_rows(W, first_w[c0:c1], runs, q0, q1, k0, k1, 1.0 - descent_rate * l2)
                 continue
-            _matmul_at(first_in, E, compact_grad)
-            _put_rows(W_grad, compact_grad, runs, n_runs, 0.0)
+            _product_at(first_in, c0, c1, E, first_w[c0:c1], 1.0, 0.0, integers, characters,
+                        reals)
+            _put_rows(W_grad, first_w[c0:c1], runs, q0, q1, k0, k1, 0.0)
         elif weight_mode == _WEIGHT_DESCEND:
-            _descend_product(O, E, W, descent_rate, l2, W_grad)
+            _product_at(O, k0, k1, E, W[k0:k1], -descent_rate, 1.0 - descent_rate * l2,
+                        integers, characters, reals)
             continue
         else:
-            _matmul_at(O, E, W_grad)
+            _product_at(O, k0, k1, E, W_grad[k0:k1], 1.0, 0.0, integers, characters, reals)
         if alpha != 0 or i < contracted:
             cgrad = workspace[layout[_CGRAD]:]
             W_direct = _weights(cgrad, layer_units, offsets, i) if i < contracted else W
-            for r in range(W.shape[0]):
+            for r in range(k0, k1):
                 for c in range(W.shape[1]):
                     value = np.float64(W_grad[r, c]) + l2 * W[r, c]
                     if i < contracted:
                         value += W_direct[r, c]
                     W_grad[r, c] = value
-    return data_loss, penalty
+    return data_loss, penalty, first_lo, first_hi
 
 
 # ---------------------------------------------------------------------------------------
@@ -1264,8 +1538,11 @@ def _sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, 
                sample_weight, order, batch_size, optimizer, learning_rate, momentum,
                nesterov, beta_1, beta_2, epsilon, adam_step, velocity, second_moment, alpha,
                l1_weight, kl_weight, kl_target, contraction_weight, penalized, noise,
-               noise_level, noise_seed, epoch, eps, workspace):
-    """Mirrors csrc/_kernels.pyx:_sgd_epoch, its plain SGD fast paths included.
+               noise_level, noise_seed, epoch, eps, workspace, rank, size, team_state,
+               team_sums, team_columns, team_bias):
+    """Mirrors csrc/_kernels.pyx:_sgd_epoch, its plain SGD fast paths included: one epoch,
+    or member ``rank``'s part of it in a team of ``size`` (see "Threads"; every member
+    stops at the same batch). Returns ``(loss_sum, penalty_sum, ok)``.
 
     Without contraction, plain SGD (momentum 0) needs neither the stored gradient nor the
     velocity (v = -lr g is only written at the last batch of non-zero weight, where the
@@ -1284,15 +1561,27 @@ def _sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, 
     penalized = _unowned(penalized)
     velocity = _unowned(velocity)
     second_moment = _unowned(second_moment)
+    team_state = _unowned(team_state)
+    team_sums = _unowned(team_sums)
+    team_columns = _unowned(team_columns)
+    team_bias = _unowned(team_bias)
     n_total = order.shape[0]
     n_layers = layer_units.shape[0] - 1
+    n_in = layer_units[0]
     offsets_owner = _param_offsets(layer_units)
     offsets = _unowned(offsets_owner)
     rows_full = min(batch_size, n_total)
     layout_owner = _layout(layer_units, rows_full, contraction_weight > 0)
     layout = _unowned(layout_owner)
-    columns_owner = np.empty(2 * layer_units[0] + 2, dtype=np.int64)
+    # This member's column flags, union and runs (alone: flags and runs).
+    columns_owner = np.empty(3 * n_in + 2, dtype=np.int64)
     columns = _unowned(columns_owner)
+    if size > 1:
+        columns = team_columns[rank * (3 * n_in + 2):(rank + 1) * (3 * n_in + 2)]
+    blas_owners = _blas_arguments(params)
+    integers = _unowned(blas_owners[0])
+    characters = _unowned(blas_owners[1])
+    reals = _unowned(blas_owners[2])
     grad = workspace[layout[_GRAD]:layout[_GRAD] + params.shape[0]]
     contracting = contraction_weight > 0 and _deepest_penalized(penalized) > 0
     plain = optimizer != ADAM and momentum == 0 and not contracting
@@ -1310,49 +1599,79 @@ def _sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, 
     for start in range(0, n_total, batch_size):
         stop = min(start + batch_size, n_total)
         n_rows = stop - start
-        if _batch_weight_sum(sample_weight, order, start, stop) == 0:
+        weight_sum = _batch_weight_sum(sample_weight, order, start, stop)
+        if weight_sum == 0:
             batch += 1  # no update, no loss; Adam's step number still counts the batch
             continue
-        _gather_batch(X, Y, sample_weight, order[start:stop], noise, noise_level, noise_seed,
-                      epoch, _activations(workspace, layout, layer_units, 0, n_rows),
-                      _targets(workspace, layout, layer_units, n_rows),
-                      _batch_weights(workspace, layout, n_rows), columns,
-                      _may_compact(n_rows, layer_units[0], layer_units[1], contracting))
+        r0, r1 = _share(n_rows, rank, size)
+        _gather_batch(X, Y, sample_weight, order[start:stop] if size == 1 else order[start + r0:start + r1], noise, noise_level,
+                      noise_seed, epoch,
+                      _rows(_activations(workspace, layout, layer_units, 0, n_rows), r0, r1, size),
+                      _rows(_targets(workspace, layout, layer_units, n_rows), r0, r1, size),
+                      _rows(_batch_weights(workspace, layout, n_rows), r0, r1, size), columns,
+                      _may_compact(n_rows, n_in, layer_units[1], contracting))
         weight_mode = _WEIGHT_GRADS
         if plain and start < last_start:
             weight_mode = _WEIGHT_SKIP if n_rows == 1 else _WEIGHT_DESCEND
-        data_loss, penalty = _batch_objective(
+        data_loss, penalty, first_lo, first_hi = _batch_objective(
             params, layer_units, offsets, hidden_activation, output_activation, loss, n_rows,
-            alpha, l1_weight, kl_weight, kl_target, contraction_weight, penalized, eps, grad,
-            workspace, layout, weight_mode, learning_rate, columns)
+            weight_sum, alpha, l1_weight, kl_weight, kl_target, contraction_weight, penalized,
+            eps, grad, workspace, layout, weight_mode, learning_rate, columns, rank, size,
+            team_state, team_sums, team_columns, team_bias, integers, characters, reals)
         if not (np.isfinite(data_loss) and np.isfinite(penalty)):
             return loss_sum, penalty_sum, 0
         loss_sum += n_rows * data_loss
         penalty_sum += n_rows * penalty
-        if weight_mode != _WEIGHT_GRADS:
-            # The weights are updated; the biases' gradient is in grad. Their finiteness
-            # is the per-batch check; the weights are checked at the end of the epoch
-            # (docs/kernels.md allows it).
-            finite = True
-            for i in range(n_layers):
-                b = _biases(params, layer_units, offsets, i)
-                b_grad = _biases(grad, layer_units, offsets, i)
+        # This member's rows of each layer's weights (those of its gradient), its
+        # columns of each bias.
+        finite = True
+        for i in range(n_layers):
+            n_out = layer_units[i + 1]
+            if i == 0:
+                k0, k1 = first_lo, first_hi
+            else:
+                k0, k1 = _share(layer_units[i], rank, size)
+            j0, j1 = _share(n_out, rank, size)
+            w0, w1 = offsets[i, 0] + k0 * n_out, offsets[i, 0] + k1 * n_out
+            b0, b1 = offsets[i, 1] + j0, offsets[i, 1] + j1
+            if weight_mode != _WEIGHT_GRADS:
+                # The weights are updated; the biases' gradient is in grad. Their
+                # finiteness is the per-batch check; the weights are checked at the end
+                # of the epoch (docs/kernels.md allows it).
+                b = params[b0:b1]  # from 0 (see _batch_objective's bias loops)
+                b_grad = grad[b0:b1]
                 for c in range(b.shape[0]):
                     b[c] = b[c] - learning_rate * b_grad[c]
                     finite &= abs(b[c]) < np.inf
-        elif optimizer == ADAM:
-            finite = _adam_step(params, grad, velocity, second_moment, learning_rate, beta_1,
-                                beta_2, epsilon, np.float64(adam_step + batch + 1))
-        else:
-            finite = _sgd_step(params, grad, velocity, learning_rate, momentum, nesterov)
+            elif optimizer == ADAM:
+                t = np.float64(adam_step + batch + 1)
+                finite &= _adam_step(params[w0:w1], grad[w0:w1], velocity[w0:w1],
+                                     second_moment[w0:w1], learning_rate, beta_1, beta_2,
+                                     epsilon, t)
+                finite &= _adam_step(params[b0:b1], grad[b0:b1], velocity[b0:b1],
+                                     second_moment[b0:b1], learning_rate, beta_1, beta_2,
+                                     epsilon, t)
+            else:
+                finite &= _sgd_step(params[w0:w1], grad[w0:w1], velocity[w0:w1],
+                                    learning_rate, momentum, nesterov)
+                finite &= _sgd_step(params[b0:b1], grad[b0:b1], velocity[b0:b1],
+                                    learning_rate, momentum, nesterov)
+        if size > 1:
+            team_sums[rank * _SUMS_PER_MEMBER + 2] = 0.0 if finite else 1.0
+            _sync(size, team_state)  # the weights are whole again
+            for k in range(size):
+                finite &= team_sums[k * _SUMS_PER_MEMBER + 2] == 0
         if not finite:
             return loss_sum, penalty_sum, 0
         batch += 1
-    for p in range(params.shape[0]):
-        if not abs(params[p]) < np.inf:
-            return loss_sum, penalty_sum, 0
-    # Keeps the three alive to here (see _unowned).
-    offsets_owner[0, 0] += layout_owner[0] * 0 + columns_owner[0] * 0
+    if rank == 0:
+        for p in range(params.shape[0]):
+            if not abs(params[p]) < np.inf:
+                return loss_sum, penalty_sum, 0
+    # Keeps the owners alive to here (see _unowned).
+    offsets_owner[0, 0] += (layout_owner[0] * 0 + columns_owner[0] * 0
+                            + blas_owners[0][0] * 0 + blas_owners[1][0] * 0
+                            + np.int64(blas_owners[2][0] * 0))
     return loss_sum, penalty_sum, 1
 
 
@@ -1365,20 +1684,30 @@ def _loss_and_gradient(params, layer_units, hidden_activation, output_activation
                        contraction_weight, penalized, noise, noise_level, noise_seed, epoch,
                        eps, grad, workspace):
     n_rows = X.shape[0]
+    weight_sum = 0.0
+    for i in range(n_rows):
+        weight_sum += sample_weight[i]
+    if weight_sum == 0:  # a batch of zero weight contributes nothing (docs/kernels.md)
+        grad[:] = 0
+        return 0.0, 0.0
     offsets = _param_offsets(layer_units)
     layout = _layout(layer_units, n_rows, contraction_weight > 0)
     rows = np.arange(n_rows)  # row r is sample r for the noise generator
-    columns = np.empty(2 * layer_units[0] + 2, dtype=np.int64)
+    columns = np.empty(3 * layer_units[0] + 2, dtype=np.int64)
     contracting = contraction_weight > 0 and _deepest_penalized(penalized) > 0
     _gather_batch(X, Y, sample_weight, rows, noise, noise_level, noise_seed, epoch,
                   _activations(workspace, layout, layer_units, 0, n_rows),
                   _targets(workspace, layout, layer_units, n_rows),
                   _batch_weights(workspace, layout, n_rows), columns,
                   _may_compact(n_rows, layer_units[0], layer_units[1], contracting))
-    return _batch_objective_outlined(
+    integers, characters, reals = _blas_arguments(params)
+    no_team = np.zeros(1, dtype=np.int64)
+    data_loss, penalty, _, _ = _batch_objective_outlined(
         params, layer_units, offsets, hidden_activation, output_activation, loss, n_rows,
-        alpha, l1_weight, kl_weight, kl_target, contraction_weight, penalized, eps, grad,
-        workspace, layout, _WEIGHT_GRADS, 0.0, columns)
+        weight_sum, alpha, l1_weight, kl_weight, kl_target, contraction_weight, penalized,
+        eps, grad, workspace, layout, _WEIGHT_GRADS, 0.0, columns, 0, 1, no_team,
+        np.zeros(1), no_team, params[:0], integers, characters, reals)
+    return data_loss, penalty
 
 
 # ---------------------------------------------------------------------------------------
@@ -1491,12 +1820,14 @@ def sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, X
     """Mirrors csrc/_kernels.pyx:sgd_epoch.
 
     One epoch of minibatch SGD or Adam over the batches ``order[k*batch_size:...]``;
-    returns ``(loss_sum, penalty_sum, ok)`` (sums weighted by batch row counts).
+    returns ``(loss_sum, penalty_sum, ok)`` (sums weighted by batch row counts). Large
+    batches are shared between as many threads as BLAS may use (see "Threads").
     """
     layer_units = _read_only(layer_units)
     rows = min(int(batch_size), order.shape[0])
+    contracting = float(contraction_weight) > 0 and bool(np.any(penalized))
     _check_workspace(workspace, layer_units, rows, float(contraction_weight) > 0)
-    loss_sum, penalty_sum, ok = _sgd_epoch(
+    arguments = (
         params, layer_units, int(hidden_activation), int(output_activation), int(loss),
         _read_only(X), _read_only(Y), _read_only(sample_weight), _read_only(order),
         int(batch_size), int(optimizer), float(learning_rate),
@@ -1505,7 +1836,56 @@ def sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, X
         float(kl_weight), float(kl_target), float(contraction_weight), _read_only(penalized),
         int(noise), float(noise_level), _seed(noise_seed), _seed(epoch),
         float(np.finfo(params.dtype).eps), workspace)
-    return float(loss_sum), float(penalty_sum), int(ok)
+    size = _team_size(layer_units, max(rows, 1), float(l1_weight), float(kl_weight),
+                      contracting)
+    results = _team_epoch(arguments, size, int(layer_units[0]), int(layer_units[-1]),
+                          params.dtype) if size > 1 else None
+    if results is None:  # alone (or no thread could be started)
+        no_team = np.zeros(3, dtype=np.int64)
+        results = [_sgd_epoch(*arguments, 0, 1, no_team, np.zeros(1), no_team,
+                              np.zeros(1, dtype=params.dtype))]
+    loss_sum, penalty_sum, _ = results[0]
+    return float(loss_sum), float(penalty_sum), int(min(ok for _, _, ok in results))
+
+
+def _team_epoch(arguments, size, n_in, n_out, dtype):
+    """Run an epoch on ``size`` members: this thread is member 0, the others get a thread
+    each (the kernel releases the GIL); BLAS runs single-threaded meanwhile. Returns each
+    member's result, or None, having changed nothing, when a thread could not start."""
+    get_threads, set_threads = _blas_threads.controls()
+    team_state = np.array([0, 0, size], dtype=np.int64)
+    team_sums = np.zeros(size * _SUMS_PER_MEMBER)
+    team_columns = np.zeros(size * (3 * n_in + 2), dtype=np.int64)
+    team_bias = np.zeros(size * n_out, dtype=dtype)
+    results = [None] * size
+    start = threading.Barrier(size)  # no member starts before all of them can
+
+    def member(rank):
+        try:
+            start.wait()
+        except threading.BrokenBarrierError:
+            return
+        results[rank] = _sgd_epoch(*arguments, rank, size, team_state, team_sums,
+                                   team_columns, team_bias)
+
+    threads = []
+    try:
+        for rank in range(1, size):
+            thread = threading.Thread(target=member, args=(rank,), daemon=True)
+            thread.start()
+            threads.append(thread)
+    except RuntimeError:  # cannot start a thread
+        start.abort()
+    previous = get_threads()
+    try:
+        if len(threads) == size - 1:
+            set_threads(1)
+            member(0)
+    finally:
+        for thread in threads:
+            thread.join()
+        set_threads(previous)
+    return None if results[0] is None else results
 
 
 def loss_and_gradient(params, layer_units, hidden_activation, output_activation, loss, X, Y,

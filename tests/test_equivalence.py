@@ -21,6 +21,7 @@ The training cases form a covering design, built deterministically by :func:`des
 """
 
 import collections
+import contextlib
 import itertools
 
 import numpy as np
@@ -30,6 +31,11 @@ from fastnn import _codes
 from fastnn._backend import kernels
 from fastnn._network import as_layer_units, glorot_uniform_init
 from conftest import load_backend
+
+try:
+    import threadpoolctl
+except ImportError:  # then BLAS keeps the threads it has
+    threadpoolctl = None
 
 N_SAMPLES = 13
 N_FEATURES = 5
@@ -230,6 +236,13 @@ def _train(module, problem, n_epochs):
         adam_step += -(-n_samples // p["batch_size"])
         sums.append((loss_sum, penalty_sum))
     return params, velocity, second_moment, np.array(sums)
+
+
+def _one_blas_thread():
+    """BLAS limited to one thread, so that the epoch is not shared between threads."""
+    if threadpoolctl is None:
+        return contextlib.nullcontext()
+    return threadpoolctl.threadpool_limits(1, user_api="blas")
 
 
 def _tolerance(dtype):
@@ -605,12 +618,14 @@ def test_used_columns_are_the_nonzero_ones(fast_backend, case):
 def test_sparse_batches_match_reference(fast_backend, depth, optimizer, dtype):
     # Plain SGD updates the compacted weights in the product (L2 scales the unused rows);
     # momentum and Adam scatter a compacted gradient back into its rows.
+    # On one thread: tests/test_threads.py shares these epochs between threads.
     p = _sparse_problem(depth, optimizer=optimizer, dtype=dtype)
     module = kernels(fast_backend)
     assert module._used_columns_twin(p["X"][p["orders"][0][:64]]) is not None
     n_epochs = 5 if dtype == "float64" else 1
     expected = _train(kernels("numpy"), p, n_epochs)
-    got = _train(module, p, n_epochs)
+    with _one_blas_thread():
+        got = _train(module, p, n_epochs)
     for name, e, g in zip(("params", "velocity", "second_moment", "loss sums"), expected, got):
         np.testing.assert_allclose(g, e, err_msg=name, **_tolerance(np.dtype(dtype)))
 
