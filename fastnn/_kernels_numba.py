@@ -254,14 +254,19 @@ def _data_pointer(typingctx, array):
     return signature, codegen
 
 
+def _element(context, builder, sig, args):
+    """LLVM's pointer to element ``args[1]`` (flat, C order) of the array ``args[0]``."""
+    data = context.make_array(sig.args[0])(context, builder, args[0]).data
+    return builder.gep(data, [args[1]])
+
+
 @intrinsic
 def _pointer_at(typingctx, array, index):
     """The address of ``array``'s element ``index`` (flat, C order)."""
     signature = types.CPointer(array.dtype)(array, types.intp)
 
     def codegen(context, builder, sig, args):
-        data = context.make_array(sig.args[0])(context, builder, args[0]).data
-        return builder.gep(data, [args[1]])
+        return _element(context, builder, sig, args)
 
     return signature, codegen
 
@@ -291,8 +296,8 @@ def _address(typingctx, array, index):
     signature = types.voidptr(array, types.intp)
 
     def codegen(context, builder, sig, args):
-        data = context.make_array(sig.args[0])(context, builder, args[0]).data
-        return builder.bitcast(builder.gep(data, [args[1]]), ir.IntType(8).as_pointer())
+        return builder.bitcast(_element(context, builder, sig, args),
+                               ir.IntType(8).as_pointer())
 
     return signature, codegen
 
@@ -303,8 +308,8 @@ def _atomic_add(typingctx, array, index, value):
     signature = types.int64(array, types.intp, types.int64)
 
     def codegen(context, builder, sig, args):
-        data = context.make_array(sig.args[0])(context, builder, args[0]).data
-        old = builder.atomic_rmw("add", builder.gep(data, [args[1]]), args[2], "acq_rel")
+        old = builder.atomic_rmw("add", _element(context, builder, sig, args), args[2],
+                                 "acq_rel")
         return builder.add(old, args[2])
 
     return signature, codegen
@@ -316,8 +321,7 @@ def _atomic_load(typingctx, array, index):
     signature = types.int64(array, types.intp)
 
     def codegen(context, builder, sig, args):
-        data = context.make_array(sig.args[0])(context, builder, args[0]).data
-        return builder.load_atomic(builder.gep(data, [args[1]]), "acquire", 8)
+        return builder.load_atomic(_element(context, builder, sig, args), "acquire", 8)
 
     return signature, codegen
 
@@ -328,8 +332,7 @@ def _atomic_store(typingctx, array, index, value):
     signature = types.void(array, types.intp, types.int64)
 
     def codegen(context, builder, sig, args):
-        data = context.make_array(sig.args[0])(context, builder, args[0]).data
-        builder.store_atomic(args[2], builder.gep(data, [args[1]]), "release", 8)
+        builder.store_atomic(args[2], _element(context, builder, sig, args), "release", 8)
         return context.get_dummy_value()
 
     return signature, codegen
@@ -1083,9 +1086,21 @@ def _external(name, address, n_arguments, result):
     return codegen
 
 
-_SCHED_YIELD = _external(
-    "fastnn_sched_yield",
-    ctypes.cast(ctypes.CDLL(None).sched_yield, ctypes.c_void_p).value, 0, True)
+def _libc_sched_yield():
+    """The address of POSIX's sched_yield, or None (then a waiting member only spins)."""
+    try:
+        return ctypes.cast(ctypes.CDLL(None).sched_yield, ctypes.c_void_p).value
+    except (OSError, TypeError, AttributeError):
+        return None
+
+
+def _no_call(context, builder, sig, args):
+    return ir.Constant(ir.IntType(32), 0)
+
+
+_SCHED_YIELD_ADDRESS = _libc_sched_yield()
+_SCHED_YIELD = (_no_call if _SCHED_YIELD_ADDRESS is None
+                else _external("fastnn_sched_yield", _SCHED_YIELD_ADDRESS, 0, True))
 
 
 @intrinsic

@@ -97,6 +97,13 @@ def _info(args):
               f" ({where}{', ' + pool['architecture'] if pool.get('architecture') else ''}),"
               f" threads {pool.get('num_threads')}")
     print(f"cpu: {machine.cpu_name()}, cores: {machine.n_cores()}")
+    from fastnn import _blas_threads
+
+    if _blas_threads.controls() is None:
+        print("epoch threads: 1 (no thread controls found for scipy's BLAS)")
+    else:
+        print(f"epoch threads: up to {_blas_threads.blas_threads()} (scipy's BLAS threads; "
+              "large minibatches are shared between fastnn's own threads, docs/kernels.md)")
     return 0
 
 

@@ -122,6 +122,7 @@ def test_info(capsys):
     assert f"backends available: {', '.join(backends)}" in out
     assert f"active backend: {fastnn.get_backend()}" in out
     assert "cores:" in out and "numpy" in out
+    assert "epoch threads: " in out
 
 
 def test_train_csv_end_to_end_and_reload(capsys, tmp_path, small_csv):
