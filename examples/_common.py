@@ -7,8 +7,9 @@ Each example runs as ``python examples/NAME.py`` with
 - ``--full``: the long version (the published protocol where there is one);
 - ``--data-dir DIR``: where the data files are (default ``$FASTNN_DATA``, else
   ``../shared/data`` beside the repository);
-- ``--threads N``: cap the BLAS threads (through threadpoolctl). On a busy machine a
-  multi-threaded BLAS can be many times slower than one thread on large batches.
+- ``--threads N``: cap the BLAS threads (through threadpoolctl), which are also the
+  threads fastnn's compiled backends share large batches between. On a busy machine
+  several threads can be many times slower than one.
 """
 
 import argparse

@@ -454,7 +454,8 @@ def build_parser():
     info = commands.add_parser(
         "info", help="version, backends, BLAS and threads, CPU",
         description="Print fastnn's version, the backends available and the active one, the "
-                    "BLAS libraries in use with their threads, the CPU and its cores.")
+                    "BLAS libraries in use with their threads, the CPU and its cores, and "
+                    "how many threads an epoch may share.")
     info.set_defaults(handler=_info)
 
     from fastnn._bench import runners, workloads
@@ -481,7 +482,9 @@ def build_parser():
                        help="floating-point types (default: both)")
     bench.add_argument("--threads", type=_comma_list(_positive_int, "thread counts"),
                        default=None, metavar="N[,N...]",
-                       help="BLAS / PyTorch threads, a list runs each (default: all cores)")
+                       help="BLAS / PyTorch threads, which fastnn's compiled backends also "
+                            "share large batches between; a list runs each (default: all "
+                            "cores)")
     bench.add_argument("--epochs", type=_positive_int,
                        help="override every workload's number of timed epochs")
     bench.add_argument("--data-dir", help="directory of the sonar and MNIST files "
