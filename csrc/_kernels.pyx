@@ -46,9 +46,10 @@ cdef extern from *:
        FASTNN_SPINS pauses (up to 0.2 ms: a pause takes 10 to 140 cycles) it yields
        the core at every check, so that more members than cores, or members the
        system has descheduled, still progress. (256 pauses measured a few percent
-       slower on W4's frequent waits, and no faster with more members than cores.) The last to arrive resets the count, then opens the next generation
-       (release), which every waiter reads (acquire): all writes before the barrier
-       are seen after it. */
+       slower on W4's frequent waits, and no faster with more members than cores.)
+       The last to arrive resets the count, then opens the next generation (release),
+       which every waiter reads (acquire): all writes before the barrier are seen
+       after it. */
     #define FASTNN_SPINS 4096
     typedef struct { int arrived; int generation; int size; } fastnn_barrier;
     static void fastnn_barrier_wait(fastnn_barrier* b) {
@@ -1749,7 +1750,6 @@ def sgd_epoch(floating[::1] params, const int64_t[::1] layer_units, int hidden_a
                                     l1_weight, kl_weight, kl_target, contraction_weight,
                                     penalized, deepest, noise, noise_level,
                                     _as_uint64(noise_seed), _as_uint64(epoch))
-    cdef double loss_sum = 0, penalty_sum = 0
     cdef int ok = 1
     if n_order == 0:
         return 0.0, 0.0, 1

@@ -1314,13 +1314,14 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
 
     Mirrors csrc/_kernels.pyx:_batch_gradient. ``weight_mode`` (``_WEIGHT_*``): the
     weight gradients go into ``grad``, or plain SGD with rate ``descent_rate`` is applied
-    to the weights (not the biases) without storing them. Returns ``(D, P)``.
+    to the weights (not the biases) without storing them. Returns ``(D, P, lo, hi)``: the
+    batch's data loss and penalty, and this member's rows lo .. hi - 1 of the first
+    layer's weights (all of them alone).
 
     Member ``rank`` of a team of ``size`` (see "Threads") takes its share of the rows up
-    to the deltas, then its share of each layer's weight rows and bias columns, and
-    returns ``(D, P, lo, hi)``: its rows of the first layer's weights. ``columns`` is its own
-    column flags, union and runs (3 n_in + 2 entries; alone, flags and runs). Alone,
-    ``size`` is 1 and the team arrays are not read.
+    to the deltas, then its share of each layer's weight rows and bias columns.
+    ``columns`` is its own column flags, union and runs (3 n_in + 2 entries; alone, flags
+    and runs). Alone, ``size`` is 1 and the team arrays are not read.
 
     Every view (``_weights``, ``_activations``, ...) is made where it is used, from
     buffers the epoch kernel holds unowned: no list of views is passed in, since Numba
@@ -1360,7 +1361,8 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
     if n_used < n_in:
         compact_in = _view(workspace, layout[_COMPACT_X], n_rows, n_used)
         compact_w = _view(workspace, layout[_COMPACT_W], n_used, layer_units[1])
-        _take_columns(_rows(first_in, r0, r1, size), runs, n_runs, _rows(compact_in, r0, r1, size))
+        _take_columns(_rows(first_in, r0, r1, size), runs, n_runs,
+                      _rows(compact_in, r0, r1, size))
         q0, q1, c0, c1, first_lo, first_hi = _run_share(
             runs, n_runs, n_used, n_in, rank, size)
         _take_rows(first_w, runs[2 * q0:], q1 - q0, compact_w[c0:c1])
@@ -1370,26 +1372,25 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
 
     # Forward, this member's rows (the output layer's bias and activation come with its
     # loss).
-    for i in range(n_layers - 1):
-        _dense(_rows(first_in, r0, r1, size) if i == 0
-               else _rows(_activations(workspace, layout, layer_units, i, n_rows), r0, r1, size),
-               first_w if i == 0 else _weights(params, layer_units, offsets, i),
-               _biases(params, layer_units, offsets, i), hidden_activation,
-               _rows(_activations(workspace, layout, layer_units, i + 1, n_rows), r0, r1, size))
+    for i in range(n_layers):
+        below = first_in if i == 0 else _activations(workspace, layout, layer_units, i, n_rows)
+        W = first_w if i == 0 else _weights(params, layer_units, offsets, i)
+        above = _activations(workspace, layout, layer_units, i + 1, n_rows)
+        if i < n_layers - 1:
+            _dense(_rows(below, r0, r1, size), W, _biases(params, layer_units, offsets, i),
+                   hidden_activation, _rows(above, r0, r1, size))
+        else:
+            _matmul(_rows(below, r0, r1, size), W, _rows(above, r0, r1, size))
     P = _activations(workspace, layout, layer_units, n_layers, n_rows)
-    if n_layers == 1:
-        _matmul(_rows(first_in, r0, r1, size), first_w, _rows(P, r0, r1, size))
-    else:
-        _matmul(_rows(_activations(workspace, layout, layer_units, n_layers - 1, n_rows), r0, r1, size),
-                _weights(params, layer_units, offsets, n_layers - 1), _rows(P, r0, r1, size))
     out_bias = _biases(grad, layer_units, offsets, n_layers - 1)
     if size > 1:
         out_bias = team_bias[rank * layer_units[n_layers]:(rank + 1) * layer_units[n_layers]]
-    data_loss = _output_delta(_rows(P, r0, r1, size), _biases(params, layer_units, offsets, n_layers - 1),
-                              _rows(Y, r0, r1, size), _rows(sample_weight, r0, r1, size), weight_sum, output_activation,
-                              loss, eps,
-                              _rows(_deltas(workspace, layout, layer_units, n_layers, n_rows), r0, r1, size),
-                              out_bias)
+    data_loss = _output_delta(
+        _rows(P, r0, r1, size), _biases(params, layer_units, offsets, n_layers - 1),
+        _rows(Y, r0, r1, size), _rows(sample_weight, r0, r1, size), weight_sum,
+        output_activation, loss, eps,
+        _rows(_deltas(workspace, layout, layer_units, n_layers, n_rows), r0, r1, size),
+        out_bias)
     penalty = 0.0
     if alpha != 0:
         penalty += alpha / (2.0 * weight_sum) * _squared_weights(params, layer_units, offsets)
@@ -1619,8 +1620,8 @@ def _sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, 
             batch += 1  # no update, no loss; Adam's step number still counts the batch
             continue
         r0, r1 = _share(n_rows, rank, size)
-        _gather_batch(X, Y, sample_weight, order[start:stop] if size == 1 else order[start + r0:start + r1], noise, noise_level,
-                      noise_seed, epoch,
+        _gather_batch(X, Y, sample_weight, _rows(order[start:stop], r0, r1, size), noise,
+                      noise_level, noise_seed, epoch,
                       _rows(_activations(workspace, layout, layer_units, 0, n_rows), r0, r1, size),
                       _rows(_targets(workspace, layout, layer_units, n_rows), r0, r1, size),
                       _rows(_batch_weights(workspace, layout, n_rows), r0, r1, size), columns,
