@@ -45,13 +45,38 @@ cdef inline void direct_gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_
     With B untransposed, each row of C is built DIRECT_BLOCK columns at a time in a
     local accumulator the compiler keeps in vector registers (C is written once, not k
     times); with B transposed every entry is a dot product of two contiguous rows.
-    Each entry sums over p = 0 .. k-1 in order; C is not read when beta is 0.
+    Each entry sums over p = 0 .. k-1 in order, except a dot product of contiguous
+    rows (one output column), summed in DIRECT_BLOCK interleaved parts: one running
+    sum would wait on the latency of every addition. C is not read when beta is 0.
     """
     cdef Py_ssize_t i, j, j0, p, lane
     cdef Py_ssize_t a_row = 1 if trans_a else lda   # stride of A's op-rows
     cdef Py_ssize_t a_col = lda if trans_a else 1   # stride along an op-row of A
     cdef floating acc[DIRECT_BLOCK]
     cdef floating a, total
+    if trans_b and k == 1:  # an outer product (the deltas below one output unit)
+        for i in range(m):
+            a = A[i * a_row]
+            for j in range(n):
+                C[i * ldc + j] = alpha * (a * B[j * ldb]) + (
+                    beta * C[i * ldc + j] if beta != 0 else 0)
+        return
+    if not trans_b and n == 1 and a_col == 1 and ldb == 1:  # dot products
+        for i in range(m):
+            for lane in range(DIRECT_BLOCK):
+                acc[lane] = 0
+            p = 0
+            while p + DIRECT_BLOCK <= k:
+                for lane in range(DIRECT_BLOCK):
+                    acc[lane] = acc[lane] + A[i * a_row + p + lane] * B[p + lane]
+                p += DIRECT_BLOCK
+            total = 0
+            for p in range(p, k):
+                total = total + A[i * a_row + p] * B[p]
+            for lane in range(DIRECT_BLOCK):
+                total = total + acc[lane]
+            C[i * ldc] = alpha * total + (beta * C[i * ldc] if beta != 0 else 0)
+        return
     if trans_b:
         for i in range(m):
             for j in range(n):

@@ -83,6 +83,75 @@ cdef extern from *:
     enum: FASTNN_SPINS
 
 
+cdef extern from *:
+    """
+    /* The inner loop of the online update (_descend_outer): FASTNN_ONLINE_BLOCK
+       columns of p <- (1 - lr l2) p - x (lr d)^T, and on the way the next sample's
+       product z = x_next @ p and, with the L2 term (l2 != 0), the sum of p^2; in GCC/Clang
+       vector types of 64 bytes. Locals of a vector type stay in registers; the same
+       sums in local arrays in Cython stayed on the stack, a store and a load per row
+       (perf). Below AVX-512 the compiler splits each vector into the machine's. */
+    #define FASTNN_ONLINE_BLOCK 32
+    #define FASTNN_DESCEND_BLOCK(T, NAME)                                              \\
+    typedef T NAME##_vec                                                             \\
+        __attribute__((vector_size(64), aligned(sizeof(T)), may_alias));             \\
+    enum { NAME##_lanes = 64 / sizeof(T),                                             \\
+           NAME##_count = FASTNN_ONLINE_BLOCK * sizeof(T) / 64 };                      \\
+    static inline __attribute__((always_inline)) double NAME##_loop(                  \\
+            T* p, const T* x, const T* d, Py_ssize_t n_rows, Py_ssize_t n_cols,       \\
+            T lr, T l2, const T* x_next, T* z_next, int forward, int penalized) {     \\
+        NAME##_vec dv[NAME##_count], zv[NAME##_count], sv[NAME##_count], w;           \\
+        T keep = 1 - lr * l2;                                                         \\
+        double total = 0;                                                             \\
+        for (int v = 0; v < NAME##_count; v++) {                                      \\
+            dv[v] = lr * *(const NAME##_vec*) (d + v * NAME##_lanes);                 \\
+            zv[v] = dv[v] * 0;                                                        \\
+            sv[v] = zv[v];                                                            \\
+        }                                                                             \\
+        for (Py_ssize_t r = 0; r < n_rows; r++) {                                     \\
+            T* row = p + r * n_cols;                                                  \\
+            T a = x[r], b = forward ? x_next[r] : 0;                                  \\
+            for (int v = 0; v < NAME##_count; v++) {                                  \\
+                w = *(NAME##_vec*) (row + v * NAME##_lanes);                          \\
+                /* Without L2, one operation less: keep is 1, and 1 w is w. */        \\
+                w = penalized ? keep * w - a * dv[v] : w - a * dv[v];                 \\
+                *(NAME##_vec*) (row + v * NAME##_lanes) = w;                          \\
+                if (forward) zv[v] += b * w;                                          \\
+                if (penalized) sv[v] += w * w;                                        \\
+            }                                                                         \\
+        }                                                                             \\
+        for (int v = 0; v < NAME##_count; v++) {                                      \\
+            if (forward) *(NAME##_vec*) (z_next + v * NAME##_lanes) = zv[v];          \\
+            if (penalized)                                                            \\
+                for (int lane = 0; lane < NAME##_lanes; lane++) total += sv[v][lane]; \\
+        }                                                                             \\
+        return total;                                                                 \\
+    }                                                                                 \\
+    /* One loop for each case: a test inside it would cost as much as the work. */   \\
+    static double NAME(T* p, const T* x, const T* d, Py_ssize_t n_rows,               \\
+                       Py_ssize_t n_cols, T lr, T l2, const T* x_next, T* z_next) {    \\
+        if (x_next != NULL && l2 != 0)                                                \\
+            return NAME##_loop(p, x, d, n_rows, n_cols, lr, l2, x_next, z_next, 1, 1); \\
+        if (x_next != NULL)                                                           \\
+            return NAME##_loop(p, x, d, n_rows, n_cols, lr, l2, x_next, z_next, 1, 0); \\
+        if (l2 != 0)                                                                  \\
+            return NAME##_loop(p, x, d, n_rows, n_cols, lr, l2, x_next, z_next, 0, 1); \\
+        return NAME##_loop(p, x, d, n_rows, n_cols, lr, l2, x_next, z_next, 0, 0);     \\
+    }
+    FASTNN_DESCEND_BLOCK(float, fastnn_descend_block_float)
+    FASTNN_DESCEND_BLOCK(double, fastnn_descend_block_double)
+    """
+    enum: FASTNN_ONLINE_BLOCK
+    double fastnn_descend_block_float(float* p, const float* x, const float* d,
+                                      Py_ssize_t n_rows, Py_ssize_t n_cols, float lr,
+                                      float l2, const float* x_next,
+                                      float* z_next) noexcept nogil
+    double fastnn_descend_block_double(double* p, const double* x, const double* d,
+                                       Py_ssize_t n_rows, Py_ssize_t n_cols, double lr,
+                                       double l2, const double* x_next,
+                                       double* z_next) noexcept nogil
+
+
 cdef extern from "<pthread.h>" nogil:
     ctypedef unsigned long pthread_t
     int pthread_create(pthread_t* thread, const void* attr,
@@ -954,8 +1023,9 @@ cdef const floating* _batch_gradient(
         const Net* net, const Objective* obj, const floating* params, const floating* X,
         const floating* Y, const floating* sample_weight, const int64_t* rows,
         Py_ssize_t n_rows, floating* ws, floating* grad, int weight_mode,
-        floating descent_rate, floating descent_l2, double weight_sq, const Team* team,
-        Py_ssize_t* first_rows, double* data_loss, double* penalty) noexcept nogil:
+        floating descent_rate, floating descent_l2, double weight_sq, bint first_ready,
+        const Team* team, Py_ssize_t* first_rows, double* data_loss,
+        double* penalty) noexcept nogil:
     """Objective D + P of one batch and its gradient (into grad), docs/kernels.md.
 
     Returns the batch's (corrupted) input rows. ``weight_mode``: WEIGHT_GRADS writes
@@ -964,6 +1034,8 @@ cdef const floating* _batch_gradient(
     weights in the gradient product (rate ``descent_rate``, L2 factor ``descent_l2`` =
     alpha / S), so that the gradient is never stored.
     ``weight_sq`` is sum_i ||W_i||^2 at ``params`` (the caller keeps it up to date).
+    ``first_ready``: the first layer's product of this one-row batch is already in its
+    activations (made by the last batch's update, see _sgd_epoch).
     Deltas are scaled by s_i / S at the output, so the weight gradients come out of
     the matrix products already divided by S.
 
@@ -1052,8 +1124,9 @@ cdef const floating* _batch_gradient(
             _sync(team)  # the compacted weights are whole
 
     # Forward (the output layer's bias and activation are applied with its loss).
-    gemm(False, False, m, u[1], n_used, first_in + r0 * n_used, n_used, first_w, u[1],
-         <floating> 0, _activations(net, ws, inputs, 1) + r0 * u[1], u[1])
+    if not first_ready:
+        gemm(False, False, m, u[1], n_used, first_in + r0 * n_used, n_used, first_w, u[1],
+             <floating> 0, _activations(net, ws, inputs, 1) + r0 * u[1], u[1])
     for i in range(L):
         out = _activations(net, ws, inputs, i + 1) + r0 * u[i + 1]
         if i > 0:
@@ -1206,7 +1279,6 @@ cdef double _weight_sq(const Net* net, const floating* params) noexcept nogil:
 # would serialise the loop on the latency of an addition.
 cdef enum:
     LANES = 32
-    DESCEND_LOCAL = 256   # entries of d that _descend_outer copies to the stack
 
 
 ctypedef fused other_floating:
@@ -1257,38 +1329,65 @@ cdef struct Update:
     bint skip_velocity
 
 
-cdef void _descend_outer(floating* p, const floating* x, const floating* d,
-                         Py_ssize_t n_rows, Py_ssize_t n_cols, floating lr,
-                         floating l2) noexcept nogil:
-    """Plain SGD from an outer product, p[r, j] -= lr (x[r] d[j] + l2 p[r, j]).
+cdef double _descend_outer(floating* p, const floating* x, const floating* d,
+                           Py_ssize_t n_rows, Py_ssize_t n_cols, floating lr, floating l2,
+                           const floating* x_next, floating* z_next) noexcept nogil:
+    """Plain SGD from an outer product, p[r, j] -= lr (x[r] d[j] + l2 p[r, j]), computed
+    as (1 - lr l2) p[r, j] - x[r] (lr d[j]) (two operations, not three); returns the sum
+    of the new p^2 (the next batch's L2 term) when l2 is not 0, else 0.
 
-    d is first copied to the stack (when it fits): the compiler then knows that the
-    updates cannot change it, and drops the overlap checks it would otherwise make
-    before every row, which cost as much as the update of a short row."""
-    cdef Py_ssize_t r, j
+    With ``x_next``, the same pass over the weights also makes ``z_next = x_next @ p``
+    (the new p): the next online sample's first-layer product, which then costs no
+    second trip through the weights and no BLAS call (see _sgd_epoch). Whole blocks of
+    FASTNN_ONLINE_BLOCK columns go to the vector loop above, the rest to a plain one.
+    """
+    cdef Py_ssize_t r, j, j0 = 0
     cdef floating* row
-    cdef floating a
-    cdef floating local[DESCEND_LOCAL]
-    cdef const floating* dd = d
+    cdef floating a, w, keep = 1 - lr * l2
+    cdef double total = 0
     if n_cols == 1:  # a column (a single output unit): one loop down the rows
-        a = d[0]
+        a = lr * d[0]
         for r in range(n_rows):
-            p[r] = p[r] - lr * (x[r] * a + l2 * p[r])
-        return
-    if n_cols <= DESCEND_LOCAL:
-        memcpy(local, d, n_cols * sizeof(floating))
-        dd = local
-    for r in range(n_rows):
-        row = p + r * n_cols
-        a = x[r]
-        for j in range(n_cols):
-            row[j] = row[j] - lr * (a * dd[j] + l2 * row[j])
+            p[r] = keep * p[r] - x[r] * a
+        if x_next != NULL:
+            z_next[0] = <floating> _dot(x_next, p, n_rows)
+        return _sum_squares(p, n_rows) if l2 != 0 else 0
+    while j0 + FASTNN_ONLINE_BLOCK <= n_cols:
+        if floating is float:
+            total += fastnn_descend_block_float(
+                p + j0, x, d + j0, n_rows, n_cols, lr, l2, x_next,
+                z_next + j0 if x_next != NULL else NULL)
+        else:
+            total += fastnn_descend_block_double(
+                p + j0, x, d + j0, n_rows, n_cols, lr, l2, x_next,
+                z_next + j0 if x_next != NULL else NULL)
+        j0 += FASTNN_ONLINE_BLOCK
+    if j0 < n_cols:  # the last columns, fewer than a block
+        if x_next != NULL:
+            for j in range(j0, n_cols):
+                z_next[j] = 0
+        for r in range(n_rows):
+            row = p + r * n_cols
+            a = x[r]
+            for j in range(j0, n_cols):
+                w = keep * row[j] - a * (lr * d[j])
+                row[j] = w
+                if x_next != NULL:
+                    z_next[j] += x_next[r] * w
+                if l2 != 0:
+                    total += <double> w * w
+    return total
 
 
-ctypedef void (*descend_float_t)(float*, const float*, const float*, Py_ssize_t,
-                                Py_ssize_t, float, float) noexcept nogil
-ctypedef void (*descend_double_t)(double*, const double*, const double*, Py_ssize_t,
-                                 Py_ssize_t, double, double) noexcept nogil
+# Called through a pointer, so that the compiler keeps the update a function of its own:
+# inlined into the epoch loop, its loop ran W2's float32 epochs 5-8% slower (measured;
+# the instructions were the same).
+ctypedef double (*descend_float_t)(float*, const float*, const float*, Py_ssize_t,
+                                   Py_ssize_t, float, float, const float*,
+                                   float*) noexcept nogil
+ctypedef double (*descend_double_t)(double*, const double*, const double*, Py_ssize_t,
+                                    Py_ssize_t, double, double, const double*,
+                                    double*) noexcept nogil
 cdef descend_float_t _descend_outer_float = _descend_outer[float]
 cdef descend_double_t _descend_outer_double = _descend_outer[double]
 
@@ -1314,15 +1413,6 @@ cdef void _step(const Update* up, floating* p, floating* v, floating* s, const f
     cdef floating beta_1 = <floating> up.beta_1, beta_2 = <floating> up.beta_2
     cdef floating one_minus_b1 = 1 - beta_1, one_minus_b2 = 1 - beta_2
     cdef floating epsilon = <floating> up.epsilon
-    if x != NULL and up.optimizer == _codes.SGD and up.momentum == 0 and up.skip_velocity:
-        # Called through a pointer, so that the compiler keeps the update a function
-        # of its own: inlined into the epoch loop, its loop ran W2's float32 epochs 5-8%
-        # slower (measured; the instructions were the same).
-        if floating is float:
-            _descend_outer_float(p, x, g, n_rows, n_cols, lr, l2)
-        else:
-            _descend_outer_double(p, x, g, n_rows, n_cols, lr, l2)
-        return
     for r in range(n_rows):
         pr = p + r * n_cols
         vr = v + r * n_cols
@@ -1422,7 +1512,9 @@ cdef int _sgd_epoch(const EpochCall* call, floating* params, const Team* team,
     cdef Py_ssize_t offset, k0, k1
     cdef Py_ssize_t first_rows[2]
     cdef int weight_mode
-    cdef bint bad
+    cdef bint bad, online, fused = False
+    cdef const floating* x_next
+    cdef floating* z_next
     cdef Update up
     up.optimizer = call.optimizer
     up.learning_rate = learning_rate
@@ -1466,8 +1558,8 @@ cdef int _sgd_epoch(const EpochCall* call, floating* params, const Team* team,
                 weight_mode = WEIGHT_DESCEND
         inputs = _batch_gradient(net, obj, params, X, Y, sample_weight, order + start,
                                  n_rows, ws, grad, weight_mode,
-                                 <floating> learning_rate, l2, weight_sq, team, first_rows,
-                                 &data, &pen)
+                                 <floating> learning_rate, l2, weight_sq, fused, team,
+                                 first_rows, &data, &pen)
         loss_sum[0] += n_rows * data
         penalty_sum[0] += n_rows * pen
         if not isfinite(data + pen):
@@ -1478,9 +1570,22 @@ cdef int _sgd_epoch(const EpochCall* call, floating* params, const Team* team,
             t = <double> (call.adam_step + batch + 1)
             up.learning_rate = (learning_rate * sqrt(1.0 - call.beta_2 ** t)
                                 / (1.0 - call.beta_1 ** t))
+        # Online plain SGD updates each layer's weights from the outer product of its
+        # input and delta (_descend_outer), and, when the next batch is the next row of
+        # X (one row of non-zero weight, no noise), makes that row's first-layer product
+        # in the same pass over the first layer's weights: the next batch starts from it
+        # (``fused``). The layers go last to first, so that the first layer's product
+        # may overwrite the activations the layer above it has just used.
+        online = (weight_mode == WEIGHT_SKIP and call.optimizer == _codes.SGD
+                  and call.momentum == 0 and up.skip_velocity)
+        x_next = NULL
+        if (online and batch_size == 1 and team.size == 1 and obj.noise == _codes.NO_NOISE
+                and sample_weight[order[stop]] != 0):
+            x_next = X + order[stop] * u[0]
+        z_next = _activations(net, ws, inputs, 1)
         # This member's rows of each layer's weights (those of its gradient), its
         # columns of each bias.
-        for i in range(L):
+        for i in range(L - 1, -1, -1):
             if i == 0:
                 k0 = first_rows[0]
                 k1 = first_rows[1]
@@ -1488,19 +1593,34 @@ cdef int _sgd_epoch(const EpochCall* call, floating* params, const Team* team,
                 _share(u[i], team, &k0, &k1)
             offset = net.coef_off[i] + k0 * u[i + 1]
             W = params + offset
-            if weight_mode == WEIGHT_SKIP:
-                _step(&up, W, velocity + offset, _shift(second_moment, offset),
-                      ws + net.lay[_slot(L, SLOT_DELTA, i + 1)],
-                      _activations(net, ws, inputs, i) + k0, k1 - k0, u[i + 1], l2)
-            elif weight_mode == WEIGHT_GRADS:
-                _step(&up, W, velocity + offset, _shift(second_moment, offset),
-                      grad + offset, NULL, 1, (k1 - k0) * u[i + 1], l2)
             # The norm for the next batch's L2 term doubles as the finiteness check.
             # Without it, the weights are left to the next batch's objective and the
             # end of the epoch (docs/kernels.md): a pass over every weight after every
-            # batch can cost as much as the update itself.
-            if obj.alpha != 0:
-                weight_sq += _sum_squares(W, (k1 - k0) * u[i + 1])
+            # batch can cost as much as the update itself. The online update sums the
+            # squares on its way.
+            if online:
+                if floating is float:
+                    weight_sq += _descend_outer_float(
+                        W, _activations(net, ws, inputs, i) + k0,
+                        ws + net.lay[_slot(L, SLOT_DELTA, i + 1)], k1 - k0, u[i + 1],
+                        <float> learning_rate, l2, x_next if i == 0 else NULL, z_next)
+                else:
+                    weight_sq += _descend_outer_double(
+                        W, _activations(net, ws, inputs, i) + k0,
+                        ws + net.lay[_slot(L, SLOT_DELTA, i + 1)], k1 - k0, u[i + 1],
+                        learning_rate, l2, x_next if i == 0 else NULL, z_next)
+                if obj.alpha != 0 and l2 == 0:  # alpha / S below the smallest number
+                    weight_sq += _sum_squares(W, (k1 - k0) * u[i + 1])
+            else:
+                if weight_mode == WEIGHT_SKIP:
+                    _step(&up, W, velocity + offset, _shift(second_moment, offset),
+                          ws + net.lay[_slot(L, SLOT_DELTA, i + 1)],
+                          _activations(net, ws, inputs, i) + k0, k1 - k0, u[i + 1], l2)
+                elif weight_mode == WEIGHT_GRADS:
+                    _step(&up, W, velocity + offset, _shift(second_moment, offset),
+                          grad + offset, NULL, 1, (k1 - k0) * u[i + 1], l2)
+                if obj.alpha != 0:
+                    weight_sq += _sum_squares(W, (k1 - k0) * u[i + 1])
             _share(u[i + 1], team, &k0, &k1)
             offset = net.bias_off[i] + k0
             _step(&up, params + offset, velocity + offset, _shift(second_moment, offset),
@@ -1516,6 +1636,7 @@ cdef int _sgd_epoch(const EpochCall* call, floating* params, const Team* team,
                 bad = bad or team.sums[k * SUMS_PER_MEMBER + 2] != 0
         if bad or not isfinite(weight_sq):
             return 0
+        fused = x_next != NULL
         start = stop
         batch += 1
     if team.rank > 0:
@@ -1860,7 +1981,8 @@ def loss_and_gradient(const floating[::1] params, const int64_t[::1] layer_units
     with nogil:
         _batch_gradient(net, &obj, &params[0], &X[0, 0], &Y[0, 0], &sample_weight[0],
                         &rows[0], n, &workspace[0], &grad[0], WEIGHT_GRADS, 0, 0,
-                        _weight_sq(net, &params[0]), &alone, first_rows, &data, &pen)
+                        _weight_sq(net, &params[0]), False, &alone, first_rows, &data,
+                        &pen)
         _add_l2_gradient(net, &params[0], &grad[0], alpha / _sample_weight_sum(
             &sample_weight[0], n))
     return data, pen

@@ -447,6 +447,44 @@ def _zero_weight_problem(optimizer, zero_rows, batch_size=5):
     return p
 
 
+# Layers wider than the online update's blocks of 32 columns, with a remainder (37, 33); no
+# hidden layer, with an output layer as wide (40 outputs) or of one unit (a column).
+ONLINE_HIDDEN = {0: (), 1: (37,), 2: (64, 33)}
+ONLINE_SHAPES = {"wide-output": (0, 40), "one-output": (0, 1), "one-hidden": (1, None),
+                 "two-hidden": (2, None)}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("penalty", ["none", "l2"])
+@pytest.mark.parametrize("weights", ["ones", "some-zero", "mask-noise"])
+@pytest.mark.parametrize("shape", list(ONLINE_SHAPES))
+def test_online_sgd_matches_reference_on_wide_layers(fast_backend, shape, weights, penalty,
+                                                     dtype):
+    # Online plain SGD updates a layer's weights a block of columns at a time, and makes
+    # the next row's first-layer product in the same pass (csrc/_kernels.pyx,
+    # _descend_outer). Rows of zero weight (two in a row, and last in the epoch) are
+    # skipped by the next product; with noise the next row is corrupted first, so the
+    # product is left to the next batch.
+    depth, n_outputs = ONLINE_SHAPES[shape]
+    row = dict(DESIGN[0], activation="tanh", depth=depth, optimizer="sgd", penalty=penalty,
+               noise="mask" if weights == "mask-noise" else "none", batch_size=1,
+               dtype=dtype, weights="ones",
+               output_loss="identity-squared" if shape == "wide-output" else
+               "logistic-binary_log")
+    p = _problem(row, n_samples=23, n_features=70, hidden=ONLINE_HIDDEN,
+                 n_outputs=n_outputs)
+    if weights == "some-zero":
+        order = p["orders"][0]
+        p["sample_weight"] = p["sample_weight"].copy()
+        p["sample_weight"][order[[3, 4, 10, 22]]] = 0
+    n_epochs = 5 if dtype == "float64" else 1
+    expected = _train(kernels("numpy"), p, n_epochs)
+    got = _train(kernels(fast_backend), p, n_epochs)
+    for name, e, g in zip(("params", "velocity", "second_moment", "loss sums"), expected, got):
+        np.testing.assert_allclose(g, e, err_msg=name, **_tolerance(np.dtype(dtype)))
+    assert not np.array_equal(got[0], p["params"])  # it did train
+
+
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
 @pytest.mark.parametrize("zero_rows", [range(5, 10), range(10, 13), (0, 3, 11)],
                          ids=["middle-batch", "last-batch", "mixed"])
