@@ -505,11 +505,9 @@ def _matmul(A, B, out):
     if m * n * k > _DIRECT_MAX_MULADDS:
         np.dot(A, B, out=out)
     elif n == 1:  # one output unit: a dot product per row, not k loops of length 1
+        column = B.reshape((1, k))  # contiguous: its one column as a row
         for i in range(m):
-            total = 0.0
-            for p in range(k):
-                total += A[i, p] * B[p, 0]
-            out[i, 0] = total
+            out[i, 0] = _row_dot(A, i, column, 0)
     else:
         # Four rows of B per pass over out[i]: a quarter of the loads and stores of
         # out[i], which LLVM must keep in memory (it cannot rule out that out aliases B).
@@ -582,13 +580,19 @@ def _matmul_bt(A, B, out):
 
 
 @_jit(inline="always")
-def _dense(inputs, W, b, activation, out):
-    """``out = g(inputs @ W + b)``: BLAS for the product, a loop for the rest."""
-    _matmul(inputs, W, out)
+def _bias_activate(b, activation, out):
+    """``out = g(out + b)``."""
     for i in range(out.shape[0]):
         for j in range(out.shape[1]):
             out[i, j] += b[j]
     _activate(out, activation)
+
+
+@_jit(inline="always")
+def _dense(inputs, W, b, activation, out):
+    """``out = g(inputs @ W + b)``: BLAS for the product, a loop for the rest."""
+    _matmul(inputs, W, out)
+    _bias_activate(b, activation, out)
 
 
 @_jit(inline="always")
@@ -1272,35 +1276,185 @@ _WEIGHT_SKIP = 1     # one row: plain SGD from the outer product o^T E, never st
 _WEIGHT_DESCEND = 2  # plain SGD folded into the product o^T E, never stored
 
 
-@_jit(inline="always")
-def _descend_outer(W, x, d, rate, l2):
-    """Plain SGD from an outer product, ``W[r, j] -= rate (x[r] d[j] + l2 W[r, j])``.
+# The online update's inner loop (csrc/_kernels.pyx: FASTNN_DESCEND_BLOCK) in LLVM vector
+# types: a block of four 32-byte vectors of columns, its sums in registers. Numba's loops
+# cannot do it: LLVM checks at every row that the row does not overlap d and z_next (it
+# cannot know; Numba has no "restrict"), and those checks cost as much as a short row's
+# update (measured: 200 ns a sample of W2's first layer, against 80 ns here).
+_VECTOR_BYTES = 32  # ymm: what LLVM uses at Numba's settings, with or without AVX-512
+_BLOCK_VECTORS = 4
 
-    Mirrors csrc/_kernels.pyx:_descend_outer, same arithmetic. Online learning's rows are
-    short, and a loop per row spends as much on its set-up (LLVM's overlap checks of W
-    and d) as on the update: four rows per pass over d here (measured faster in Numba),
-    d copied to the stack in the Cython kernel.
+
+@intrinsic
+def _descend_block(typingctx, W, x, d, x_next, z_next, j0, rate, keep, forward, penalized):
+    """``W[:, j0:j0 + B] <- keep W[:, j0:j0 + B] - x (rate d[j0:j0 + B])`` (B
+    columns: _BLOCK_VECTORS vectors of _VECTOR_BYTES), with ``z_next[j0:j0 + B] = x_next @ W[:, j0:j0 + B]`` (the new W) when
+    ``forward``; returns the sum of the new entries' squares when ``penalized`` (else 0,
+    and keep is taken as 1). ``forward`` and ``penalized`` are literal booleans: each case
+    is its own loop. W is C-contiguous; x, d, x_next and z_next are contiguous vectors."""
+    if not (isinstance(forward, types.BooleanLiteral)
+            and isinstance(penalized, types.BooleanLiteral)):
+        return None
+    signature = types.float64(W, x, d, x_next, z_next, types.intp, W.dtype, W.dtype,
+                              forward, penalized)
+    with_forward = forward.literal_value
+    with_penalty = penalized.literal_value
+
+    def codegen(context, builder, sig, args):
+        def data(k):
+            return context.make_array(sig.args[k])(context, builder, args[k]).data
+
+        scalar = context.get_value_type(sig.args[0].dtype)
+        itemsize = context.get_abi_sizeof(scalar)
+        lanes = _VECTOR_BYTES // itemsize
+        vector = ir.VectorType(scalar, lanes)
+        intp = context.get_value_type(types.intp)
+        shape = context.make_array(sig.args[0])(context, builder, args[0]).shape
+        n_rows = builder.extract_value(shape, 0)
+        n_cols = builder.extract_value(shape, 1)
+        j0 = args[5]
+
+        def load(pointer, offset):
+            address = builder.bitcast(builder.gep(pointer, [offset]), vector.as_pointer())
+            return builder.load(address, align=itemsize)
+
+        def store(value, pointer, offset):
+            address = builder.bitcast(builder.gep(pointer, [offset]), vector.as_pointer())
+            builder.store(value, address, align=itemsize)
+
+        def splat(value):
+            single = builder.insert_element(ir.Constant(vector, None), value, intp(0))
+            return builder.shuffle_vector(single, single, ir.Constant(
+                ir.VectorType(ir.IntType(32), lanes), None))
+
+        d_block = builder.gep(data(2), [j0])
+        rate = splat(args[6])
+        keep = splat(args[7])
+        steps = [builder.fmul(rate, load(d_block, intp(v * lanes)))
+                 for v in range(_BLOCK_VECTORS)]
+        zero = ir.Constant(vector, None)
+        before = builder.block
+        loop = builder.append_basic_block("descend_block.loop")
+        done = builder.append_basic_block("descend_block.done")
+        builder.cbranch(builder.icmp_signed(">", n_rows, intp(0)), loop, done)
+
+        builder.position_at_end(loop)
+        r = builder.phi(intp)
+        r.add_incoming(intp(0), before)
+        sums = [builder.phi(vector) for _ in range(2 * _BLOCK_VECTORS)]  # z, then squares
+        for phi in sums:
+            phi.add_incoming(zero, before)
+        row = builder.gep(data(0), [builder.add(builder.mul(r, n_cols), j0)])
+        a = splat(builder.load(builder.gep(data(1), [r])))
+        b = splat(builder.load(builder.gep(data(3), [r]))) if with_forward else None
+        updated = []
+        for v in range(_BLOCK_VECTORS):
+            w = load(row, intp(v * lanes))
+            if with_penalty:
+                w = builder.fmul(keep, w)
+            w = builder.fsub(w, builder.fmul(a, steps[v]))
+            store(w, row, intp(v * lanes))
+            z = sums[v]
+            if with_forward:
+                z = builder.fadd(z, builder.fmul(b, w))
+            square = sums[_BLOCK_VECTORS + v]
+            if with_penalty:
+                square = builder.fadd(square, builder.fmul(w, w))
+            updated.append((z, square))
+        following = builder.add(r, intp(1))
+        r.add_incoming(following, loop)
+        for v, (z, square) in enumerate(updated):
+            sums[v].add_incoming(z, loop)
+            sums[_BLOCK_VECTORS + v].add_incoming(square, loop)
+        builder.cbranch(builder.icmp_signed("<", following, n_rows), loop, done)
+
+        builder.position_at_end(done)
+        final = []
+        for k in range(2 * _BLOCK_VECTORS):
+            phi = builder.phi(vector)
+            phi.add_incoming(zero, before)
+            phi.add_incoming(updated[k % _BLOCK_VECTORS][k // _BLOCK_VECTORS], loop)
+            final.append(phi)
+        if with_forward:
+            z_block = builder.gep(data(4), [j0])
+            for v in range(_BLOCK_VECTORS):
+                store(final[v], z_block, intp(v * lanes))
+        double = ir.DoubleType()
+        total = double(0)
+        if with_penalty:
+            squares = final[_BLOCK_VECTORS]
+            for v in range(1, _BLOCK_VECTORS):
+                squares = builder.fadd(squares, final[_BLOCK_VECTORS + v])
+            for lane in range(lanes):
+                entry = builder.extract_element(squares, intp(lane))
+                if itemsize != 8:
+                    entry = builder.fpext(entry, double)
+                total = builder.fadd(total, entry)
+        return total
+
+    return signature, codegen
+
+
+@_jit(inline="always")
+def _descend_outer(W, x, d, rate, l2, x_next, z_next):
+    """Plain SGD from an outer product, ``W[r, j] -= rate (x[r] d[j] + l2 W[r, j])``,
+    computed as ``(1 - rate l2) W[r, j] - x[r] (rate d[j])``; with a non-empty ``x_next``
+    also ``z_next = x_next @ W`` (the new W) in the same pass over the weights. Returns
+    the sum of the new W's squares when l2 is not 0, else 0.
+
+    Mirrors csrc/_kernels.pyx:_descend_outer, same arithmetic (the next online row's
+    first-layer product made by the update: see _sgd_epoch): whole blocks of columns in
+    _descend_block, the rest in a plain loop.
     """
     # In the dtype of W, as the Cython kernels: a float64 scalar would make every
     # float32 operation a float64 one, at half the vector width.
     rate = W.dtype.type(rate)
-    l2 = W.dtype.type(l2)
+    keep = W.dtype.type(1) - rate * W.dtype.type(l2)
+    forward = x_next.shape[0] > 0
+    penalized = l2 != 0
     n_rows, n_cols = W.shape
-    r = 0
-    while r + 4 <= n_rows:
-        x0, x1, x2, x3 = x[r], x[r + 1], x[r + 2], x[r + 3]
-        for j in range(n_cols):
-            dj = d[j]
-            W[r, j] = W[r, j] - rate * (x0 * dj + l2 * W[r, j])
-            W[r + 1, j] = W[r + 1, j] - rate * (x1 * dj + l2 * W[r + 1, j])
-            W[r + 2, j] = W[r + 2, j] - rate * (x2 * dj + l2 * W[r + 2, j])
-            W[r + 3, j] = W[r + 3, j] - rate * (x3 * dj + l2 * W[r + 3, j])
-        r += 4
-    while r < n_rows:
+    block = _BLOCK_VECTORS * _VECTOR_BYTES // W.itemsize
+    total = 0.0
+    j0 = 0
+    while j0 + block <= n_cols:
+        if forward and penalized:
+            total += _descend_block(W, x, d, x_next, z_next, j0, rate, keep, True, True)
+        elif forward:
+            total += _descend_block(W, x, d, x_next, z_next, j0, rate, keep, True, False)
+        elif penalized:
+            total += _descend_block(W, x, d, x_next, z_next, j0, rate, keep, False, True)
+        else:
+            total += _descend_block(W, x, d, x_next, z_next, j0, rate, keep, False, False)
+        j0 += block
+    if j0 == n_cols:
+        return total
+    if n_cols == 1:  # a column (a single output unit): one loop down the rows
+        column = W[:, 0]
+        step = rate * d[0]
+        for r in range(n_rows):
+            column[r] = keep * column[r] - x[r] * step
+        if forward:
+            z_next[0] = _row_dot(x_next.reshape((1, n_rows)), 0,
+                                 W.reshape((1, n_rows)), 0)
+        if penalized:
+            total = _row_dot(W.reshape((1, n_rows)), 0, W.reshape((1, n_rows)), 0)
+        return total
+    # The last columns, fewer than a block, from 0 (see _batch_objective's bias loops).
+    tail = W[:, j0:]
+    d_tail = d[j0:]
+    z_tail = z_next[j0:]
+    if forward:
+        z_tail[:] = 0
+    for r in range(n_rows):
         a = x[r]
-        for j in range(n_cols):
-            W[r, j] = W[r, j] - rate * (a * d[j] + l2 * W[r, j])
-        r += 1
+        for j in range(tail.shape[1]):
+            w = keep * tail[r, j] - a * (rate * d_tail[j])
+            tail[r, j] = w
+            if forward:
+                z_tail[j] += x_next[r] * w
+            if penalized:
+                total += np.float64(w) * w
+    return total
 
 
 @_jit(inline="always")
@@ -1308,25 +1462,31 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
                      loss, n_rows, weight_sum, alpha, l1_weight, kl_weight, kl_target,
                      contraction_weight, penalized, eps, grad, workspace, layout, weight_mode,
                      descent_rate, columns, rank, size, team_state, team_sums, team_columns,
-                     team_bias, integers, characters, reals):
+                     team_bias, blas, first_ready, x_next):
     """Forward, objective and gradient of the batch of ``n_rows`` rows (of weight sum
     ``weight_sum``, not 0) gathered in the workspace (``_gather_batch``).
 
     Mirrors csrc/_kernels.pyx:_batch_gradient. ``weight_mode`` (``_WEIGHT_*``): the
     weight gradients go into ``grad``, or plain SGD with rate ``descent_rate`` is applied
-    to the weights (not the biases) without storing them. Returns ``(D, P, lo, hi)``: the
+    to the weights (not the biases) without storing them. ``first_ready``: the first
+    layer's product of this one-row batch is in its activations already, made by the last
+    batch's update; a non-empty ``x_next`` (the next batch's one row) asks this batch's
+    online update for it (see _sgd_epoch). Returns ``(D, P, lo, hi)``: the
     batch's data loss and penalty, and this member's rows lo .. hi - 1 of the first
     layer's weights (all of them alone).
 
     Member ``rank`` of a team of ``size`` (see "Threads") takes its share of the rows up
     to the deltas, then its share of each layer's weight rows and bias columns.
     ``columns`` is its own column flags, union and runs (3 n_in + 2 entries; alone, flags
-    and runs). Alone, ``size`` is 1 and the team arrays are not read.
+    and runs). Alone, ``size`` is 1 and the team arrays are not read. ``blas`` is
+    _product_at's argument buffers, ``(integers, characters, reals)``, in one tuple:
+    CPython compiles a call of over 30 arguments into one Numba cannot inline.
 
     Every view (``_weights``, ``_activations``, ...) is made where it is used, from
     buffers the epoch kernel holds unowned: no list of views is passed in, since Numba
     reference-counts each list argument, with an atomic operation, at every batch.
     """
+    integers, characters, reals = blas
     n_layers = layer_units.shape[0] - 1
     n_in = layer_units[0]
     Y = _targets(workspace, layout, layer_units, n_rows)
@@ -1376,7 +1536,11 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
         below = first_in if i == 0 else _activations(workspace, layout, layer_units, i, n_rows)
         W = first_w if i == 0 else _weights(params, layer_units, offsets, i)
         above = _activations(workspace, layout, layer_units, i + 1, n_rows)
-        if i < n_layers - 1:
+        if i == 0 and first_ready:
+            if i < n_layers - 1:
+                _bias_activate(_biases(params, layer_units, offsets, i), hidden_activation,
+                               _rows(above, r0, r1, size))
+        elif i < n_layers - 1:
             _dense(_rows(below, r0, r1, size), W, _biases(params, layer_units, offsets, i),
                    hidden_activation, _rows(above, r0, r1, size))
         else:
@@ -1444,9 +1608,11 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
         for k in range(size):
             data_loss += team_sums[k * _SUMS_PER_MEMBER]
 
-    # The weights, this member's rows of each layer; the biases, its columns.
+    # The weights, this member's rows of each layer; the biases, its columns. Last layer
+    # first: the online update of the first layer may write the next row's product over
+    # the activations the layer above it reads.
     l2 = alpha / weight_sum
-    for i in range(n_layers):
+    for i in range(n_layers - 1, -1, -1):
         W = _weights(params, layer_units, offsets, i)
         W_grad = _weights(grad, layer_units, offsets, i)
         O = _activations(workspace, layout, layer_units, i, n_rows)
@@ -1472,7 +1638,9 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
         else:
             k0, k1 = _share(W.shape[0], rank, size)
         if weight_mode == _WEIGHT_SKIP:
-            _descend_outer(W[k0:k1], O[0, k0:k1], E[0], descent_rate, l2)
+            _descend_outer(W[k0:k1], O[0, k0:k1], E[0], descent_rate, l2,
+                           x_next if i == 0 else x_next[:0],
+                           _activations(workspace, layout, layer_units, 1, n_rows)[0])
             continue
         if i == 0 and n_used < n_in:
             # The products run on the used columns, whose rows then go back to their
@@ -1612,6 +1780,7 @@ def _sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, 
     loss_sum = 0.0
     penalty_sum = 0.0
     batch = 0
+    fused = False  # this batch's first-layer product was made by the last update
     for start in range(0, n_total, batch_size):
         stop = min(start + batch_size, n_total)
         n_rows = stop - start
@@ -1629,11 +1798,20 @@ def _sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, 
         weight_mode = _WEIGHT_GRADS
         if plain and start < last_start:
             weight_mode = _WEIGHT_SKIP if n_rows == 1 else _WEIGHT_DESCEND
+        # Online plain SGD makes the next row's first-layer product in its update of the
+        # first layer, when the next batch is that one row, of non-zero weight, without
+        # noise (csrc/_kernels.pyx:_sgd_epoch).
+        x_next = X[0, :0]
+        if (weight_mode == _WEIGHT_SKIP and batch_size == 1 and size == 1 and noise == NO_NOISE
+                and sample_weight[order[stop]] != 0):
+            x_next = X[order[stop]]
         data_loss, penalty, first_lo, first_hi = _batch_objective(
             params, layer_units, offsets, hidden_activation, output_activation, loss, n_rows,
             weight_sum, alpha, l1_weight, kl_weight, kl_target, contraction_weight, penalized,
             eps, grad, workspace, layout, weight_mode, learning_rate, columns, rank, size,
-            team_state, team_sums, team_columns, team_bias, integers, characters, reals)
+            team_state, team_sums, team_columns, team_bias, (integers, characters, reals),
+            fused, x_next)
+        fused = x_next.shape[0] > 0
         if not (np.isfinite(data_loss) and np.isfinite(penalty)):
             return loss_sum, penalty_sum, 0
         loss_sum += n_rows * data_loss
@@ -1722,7 +1900,7 @@ def _loss_and_gradient(params, layer_units, hidden_activation, output_activation
         params, layer_units, offsets, hidden_activation, output_activation, loss, n_rows,
         weight_sum, alpha, l1_weight, kl_weight, kl_target, contraction_weight, penalized,
         eps, grad, workspace, layout, _WEIGHT_GRADS, 0.0, columns, 0, 1, no_team,
-        np.zeros(1), no_team, params[:0], integers, characters, reals)
+        np.zeros(1), no_team, params[:0], (integers, characters, reals), False, X[0, :0])
     return data_loss, penalty
 
 
