@@ -404,27 +404,25 @@ cdef inline double _exp(double x) noexcept nogil:
     3e-308, where libm returns a denormal or 0: no difference in any quantity fastnn
     computes from it)."""
     cdef DoubleBits scale
-    cdef double k, r, p
+    cdef double k, r, r2, r4, r8, h
     x = min(max(x, -708.0), 709.0)
     # Round to nearest through the 2^52 + 2^51 trick (no rint call, vectorises anywhere).
     k = (x * 1.4426950408889634 + 6755399441055744.0) - 6755399441055744.0
     r = (x - k * 0.6931471803691238) - k * 1.9082149292705877e-10
-    p = 1.0 / 6227020800.0
-    p = p * r + 1.0 / 479001600.0
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
-    p = p * r + 1.0
-    p = p * r + 1.0
+    # exp(r) = 1 + (r + r^2 h(r)), h in Estrin's scheme (pairs of terms, then powers of
+    # r^2): a chain of six operations, not Horner's fourteen, which bounded online
+    # learning's one-unit outputs by their latency. The 1 comes last, so that the
+    # rounding of the small terms stays small: within one ulp, as Horner's.
+    r2 = r * r
+    r4 = r2 * r2
+    r8 = r4 * r4
+    h = (((0.5 + r * (1.0 / 6.0)) + r2 * (1.0 / 24.0 + r * (1.0 / 120.0)))
+         + r4 * ((1.0 / 720.0 + r * (1.0 / 5040.0))
+                 + r2 * (1.0 / 40320.0 + r * (1.0 / 362880.0)))
+         + r8 * ((1.0 / 3628800.0 + r * (1.0 / 39916800.0))
+                 + r2 * (1.0 / 479001600.0 + r * (1.0 / 6227020800.0))))
     scale.bits = (<int64_t> k + 1023) << 52
-    return p * scale.value
+    return (1.0 + (r + r2 * h)) * scale.value
 
 
 def _exp_twin(double x):
@@ -1502,7 +1500,7 @@ cdef int _sgd_epoch(const EpochCall* call, floating* params, const Team* team,
     cdef floating* second_moment = <floating*> call.second_moment
     cdef floating* ws = <floating*> call.ws
     cdef double learning_rate = call.learning_rate
-    cdef Py_ssize_t L = net.n_layers, start, stop, n_rows, i, r, batch = 0, last_start, k
+    cdef Py_ssize_t L = net.n_layers, start, stop, n_rows, i, r, batch = 0, last_start, k, j
     cdef const int64_t* u = net.units
     cdef floating* grad = ws + net.lay[_fixed(L, FIX_GRAD)]
     cdef double data, pen, S, weight_sq, t
@@ -1512,7 +1510,7 @@ cdef int _sgd_epoch(const EpochCall* call, floating* params, const Team* team,
     cdef Py_ssize_t offset, k0, k1
     cdef Py_ssize_t first_rows[2]
     cdef int weight_mode
-    cdef bint bad, online, fused = False
+    cdef bint bad, plain, online, fused = False
     cdef const floating* x_next
     cdef floating* z_next
     cdef Update up
@@ -1576,8 +1574,8 @@ cdef int _sgd_epoch(const EpochCall* call, floating* params, const Team* team,
         # in the same pass over the first layer's weights: the next batch starts from it
         # (``fused``). The layers go last to first, so that the first layer's product
         # may overwrite the activations the layer above it has just used.
-        online = (weight_mode == WEIGHT_SKIP and call.optimizer == _codes.SGD
-                  and call.momentum == 0 and up.skip_velocity)
+        plain = call.optimizer == _codes.SGD and call.momentum == 0 and up.skip_velocity
+        online = plain and weight_mode == WEIGHT_SKIP
         x_next = NULL
         if (online and batch_size == 1 and team.size == 1 and obj.noise == _codes.NO_NOISE
                 and sample_weight[order[stop]] != 0):
@@ -1623,8 +1621,12 @@ cdef int _sgd_epoch(const EpochCall* call, floating* params, const Team* team,
                     weight_sq += _sum_squares(W, (k1 - k0) * u[i + 1])
             _share(u[i + 1], team, &k0, &k1)
             offset = net.bias_off[i] + k0
-            _step(&up, params + offset, velocity + offset, _shift(second_moment, offset),
-                  grad + offset, NULL, 1, k1 - k0, <floating> 0)
+            if plain:  # _step's plain SGD without its set-up, which online learning feels
+                for j in range(offset, offset + k1 - k0):
+                    params[j] = params[j] - <floating> learning_rate * grad[j]
+            else:
+                _step(&up, params + offset, velocity + offset, _shift(second_moment, offset),
+                      grad + offset, NULL, 1, k1 - k0, <floating> 0)
             bad = bad or not _all_finite(params + offset, k1 - k0)
         if team.size > 1:
             team.sums[team.rank * SUMS_PER_MEMBER + 1] = weight_sq
