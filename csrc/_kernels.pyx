@@ -431,15 +431,17 @@ def _exp_twin(double x):
 
 
 def _tanh_twin(double a):
-    """The def twin of ``_tanh``, for tests."""
+    """The def twin of ``_tanh`` (double), for tests."""
     return _tanh(a)
 
 
-cdef inline double _tanh(double a) noexcept nogil:
+cdef inline floating _tanh(floating a) noexcept nogil:
     """tanh through one exp (libm's tanh is a call through expm1): the absolute error
-    stays at rounding level, which is what training sees."""
-    cdef double t = _exp(-2.0 * fabs(a))
-    cdef double r = (1.0 - t) / (1.0 + t)
+    stays at rounding level, which is what training sees. The exp in double, the rest
+    in the type of a: a float32 division takes a quarter of a double one's time per
+    entry (AVX-512), and was a quarter of W2's hidden layer."""
+    cdef floating t = <floating> _exp(-2.0 * fabs(a))
+    cdef floating r = (1 - t) / (1 + t)
     return r if a >= 0 else -r
 
 
@@ -461,11 +463,12 @@ cdef void _bias_activation(int activation, floating* A, const floating* b,
                 if row[j] < 0:
                     row[j] = 0
         elif activation == _codes.LOGISTIC:
+            # The exp in double, its reciprocal in the type of A (as _tanh).
             for j in range(n_cols):
-                row[j] = <floating> (1.0 / (1.0 + _exp(-<double> (row[j] + b[j]))))
+                row[j] = 1 / (1 + <floating> _exp(-<double> (row[j] + b[j])))
         elif activation == _codes.TANH:
             for j in range(n_cols):
-                row[j] = <floating> _tanh(row[j] + b[j])
+                row[j] = _tanh(row[j] + b[j])
         else:  # softmax
             for j in range(n_cols):
                 row[j] = row[j] + b[j]

@@ -165,16 +165,22 @@ def _exp(x):
 
 
 @_jit(inline="always")
-def _tanh(a):
+def _tanh(a, real):
     """Mirrors csrc/_kernels.pyx:_tanh: tanh through one exp (libm's tanh is a call
-    through expm1); the absolute error stays at rounding level."""
-    t = _exp(-2.0 * abs(a))
-    return math.copysign((1.0 - t) / (1.0 + t), a)
+    through expm1); the absolute error stays at rounding level. The exp in double, the
+    rest in ``real`` (np.float32 or np.float64, the type of the activations)."""
+    t = real(_exp(-2.0 * abs(np.float64(a))))
+    one = real(1)
+    return real(math.copysign((one - t) / (one + t), a))
+
+
+@_jit
+def _tanh_twin(a):
+    return _tanh(a, np.float64)
 
 
 # The names the tests call in both compiled backends (csrc/_kernels.pyx's def twins).
 _exp_twin = _exp
-_tanh_twin = _tanh
 
 
 @_jit(inline="always")
@@ -194,13 +200,14 @@ def _activate(Z, activation):
             for j in range(m):
                 Z[i, j] = Z[i, j] / total
     elif activation == LOGISTIC:
+        one = Z.dtype.type(1)
         for i in range(n):
-            for j in range(m):
-                Z[i, j] = 1.0 / (1.0 + _exp(-np.float64(Z[i, j])))
+            for j in range(m):  # the exp in double, its reciprocal in Z's type (_tanh)
+                Z[i, j] = one / (one + Z.dtype.type(_exp(-np.float64(Z[i, j]))))
     elif activation == TANH:
         for i in range(n):
             for j in range(m):
-                Z[i, j] = _tanh(np.float64(Z[i, j]))
+                Z[i, j] = _tanh(Z[i, j], Z.dtype.type)
     elif activation == RELU:
         for i in range(n):
             for j in range(m):
