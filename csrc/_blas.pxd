@@ -73,8 +73,12 @@ cdef inline void direct_gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_
             total = 0
             for p in range(p, k):
                 total = total + A[i * a_row + p] * B[p]
-            for lane in range(DIRECT_BLOCK):
-                total = total + acc[lane]
+            # Pairwise (DIRECT_BLOCK is 16): four dependent additions, not sixteen.
+            for lane in range(8):
+                acc[lane] = acc[lane] + acc[lane + 8]
+            for lane in range(4):
+                acc[lane] = acc[lane] + acc[lane + 4]
+            total = total + ((acc[0] + acc[2]) + (acc[1] + acc[3]))
             C[i * ldc] = alpha * total + (beta * C[i * ldc] if beta != 0 else 0)
         return
     if trans_b:
