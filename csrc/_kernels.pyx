@@ -90,13 +90,22 @@ cdef extern from *:
        product z = x_next @ p and, with the L2 term (l2 != 0), the sum of p^2; in GCC/Clang
        vector types of 64 bytes. Locals of a vector type stay in registers; the same
        sums in local arrays in Cython stayed on the stack, a store and a load per row
-       (perf). Below AVX-512 the compiler splits each vector into the machine's. */
+       (perf). The vectors are the machine's own width: wider ones, split by the
+       compiler, ran W2 ten times slower in a build without AVX (FASTNN_PORTABLE). */
     #define FASTNN_ONLINE_BLOCK 32
+    #if defined(__AVX512F__)
+    #define FASTNN_VECTOR_BYTES 64
+    #elif defined(__AVX__)
+    #define FASTNN_VECTOR_BYTES 32
+    #else
+    #define FASTNN_VECTOR_BYTES 16
+    #endif
     #define FASTNN_DESCEND_BLOCK(T, NAME)                                              \\
     typedef T NAME##_vec                                                             \\
-        __attribute__((vector_size(64), aligned(sizeof(T)), may_alias));             \\
-    enum { NAME##_lanes = 64 / sizeof(T),                                             \\
-           NAME##_count = FASTNN_ONLINE_BLOCK * sizeof(T) / 64 };                      \\
+        __attribute__((vector_size(FASTNN_VECTOR_BYTES), aligned(sizeof(T)),          \\
+                       may_alias));                                                   \\
+    enum { NAME##_lanes = FASTNN_VECTOR_BYTES / sizeof(T),                            \\
+           NAME##_count = FASTNN_ONLINE_BLOCK * sizeof(T) / FASTNN_VECTOR_BYTES };     \\
     static inline __attribute__((always_inline)) double NAME##_loop(                  \\
             T* p, const T* x, const T* d, Py_ssize_t n_rows, Py_ssize_t n_cols,       \\
             T lr, T l2, const T* x_next, T* z_next, int forward, int penalized) {     \\
