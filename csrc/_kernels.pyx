@@ -88,7 +88,7 @@ cdef extern from *:
     /* The inner loop of the online update (_descend_outer): FASTNN_ONLINE_BLOCK
        columns of p <- (1 - lr l2) p - x (lr d)^T, and on the way the next sample's
        product z = x_next @ p and, with the L2 term (l2 != 0), the sum of p^2; in GCC/Clang
-       vector types of 64 bytes. Locals of a vector type stay in registers; the same
+       vector types. Locals of a vector type stay in registers; the same
        sums in local arrays in Cython stayed on the stack, a store and a load per row
        (perf). The vectors are the machine's own width: wider ones, split by the
        compiler, ran W2 ten times slower in a build without AVX (FASTNN_PORTABLE). */
