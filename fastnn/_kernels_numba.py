@@ -1470,18 +1470,20 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
                      loss, n_rows, weight_sum, alpha, l1_weight, kl_weight, kl_target,
                      contraction_weight, penalized, eps, grad, workspace, layout, weight_mode,
                      descent_rate, columns, rank, size, team_state, team_sums, team_columns,
-                     team_bias, blas, first_ready, x_next):
+                     team_bias, blas, online):
     """Forward, objective and gradient of the batch of ``n_rows`` rows (of weight sum
     ``weight_sum``, not 0) gathered in the workspace (``_gather_batch``).
 
     Mirrors csrc/_kernels.pyx:_batch_gradient. ``weight_mode`` (``_WEIGHT_*``): the
     weight gradients go into ``grad``, or plain SGD with rate ``descent_rate`` is applied
-    to the weights (not the biases) without storing them. ``first_ready``: the first
+    to the weights (not the biases) without storing them. ``online`` is the state of
+    online plain SGD (see _sgd_epoch), ``(first_ready, x_next, weight_sq)``: the first
     layer's product of this one-row batch is in its activations already, made by the last
     batch's update; a non-empty ``x_next`` (the next batch's one row) asks this batch's
-    online update for it (see _sgd_epoch). Returns ``(D, P, lo, hi)``: the
-    batch's data loss and penalty, and this member's rows lo .. hi - 1 of the first
-    layer's weights (all of them alone).
+    update for it; ``weight_sq`` is sum_i ||W_i||^2 at ``params`` when known (else -1).
+    Returns ``(D, P, lo, hi, sq)``: the batch's data loss and penalty, this member's rows
+    lo .. hi - 1 of the first layer's weights (all of them alone), and sum_i ||W_i||^2
+    after the update when the online update summed it on its way (else -1).
 
     Member ``rank`` of a team of ``size`` (see "Threads") takes its share of the rows up
     to the deltas, then its share of each layer's weight rows and bias columns.
@@ -1495,6 +1497,7 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
     reference-counts each list argument, with an atomic operation, at every batch.
     """
     integers, characters, reals = blas
+    first_ready, x_next, weight_sq = online
     n_layers = layer_units.shape[0] - 1
     n_in = layer_units[0]
     Y = _targets(workspace, layout, layer_units, n_rows)
@@ -1565,7 +1568,9 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
         out_bias)
     penalty = 0.0
     if alpha != 0:
-        penalty += alpha / (2.0 * weight_sum) * _squared_weights(params, layer_units, offsets)
+        if weight_sq < 0:
+            weight_sq = _squared_weights(params, layer_units, offsets)
+        penalty += alpha / (2.0 * weight_sum) * weight_sq
 
     if contracted > 0:
         penalty += contraction_weight / weight_sum * _contractive_penalty(
@@ -1620,6 +1625,7 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
     # first: the online update of the first layer may write the next row's product over
     # the activations the layer above it reads.
     l2 = alpha / weight_sum
+    updated_sq = 0.0
     for i in range(n_layers - 1, -1, -1):
         W = _weights(params, layer_units, offsets, i)
         W_grad = _weights(grad, layer_units, offsets, i)
@@ -1646,9 +1652,10 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
         else:
             k0, k1 = _share(W.shape[0], rank, size)
         if weight_mode == _WEIGHT_SKIP:
-            _descend_outer(W[k0:k1], O[0, k0:k1], E[0], descent_rate, l2,
-                           x_next if i == 0 else x_next[:0],
-                           _activations(workspace, layout, layer_units, 1, n_rows)[0])
+            updated_sq += _descend_outer(
+                W[k0:k1], O[0, k0:k1], E[0], descent_rate, l2,
+                x_next if i == 0 else x_next[:0],
+                _activations(workspace, layout, layer_units, 1, n_rows)[0])
             continue
         if i == 0 and n_used < n_in:
             # The products run on the used columns, whose rows then go back to their
@@ -1677,7 +1684,9 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
                     if i < contracted:
                         value += W_direct[r, c]
                     W_grad[r, c] = value
-    return data_loss, penalty, first_lo, first_hi
+    if weight_mode != _WEIGHT_SKIP or alpha == 0 or size > 1:
+        updated_sq = -1.0
+    return data_loss, penalty, first_lo, first_hi, updated_sq
 
 
 # ---------------------------------------------------------------------------------------
@@ -1789,6 +1798,7 @@ def _sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, 
     penalty_sum = 0.0
     batch = 0
     fused = False  # this batch's first-layer product was made by the last update
+    weight_sq = -1.0  # sum_i ||W_i||^2 when the last update summed it (else unknown)
     for start in range(0, n_total, batch_size):
         stop = min(start + batch_size, n_total)
         n_rows = stop - start
@@ -1813,12 +1823,14 @@ def _sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, 
         if (weight_mode == _WEIGHT_SKIP and batch_size == 1 and size == 1 and noise == NO_NOISE
                 and sample_weight[order[stop]] != 0):
             x_next = X[order[stop]]
-        data_loss, penalty, first_lo, first_hi = _batch_objective(
+        # The online update also sums the new weights' squares: the next batch's L2 term
+        # needs no pass of its own (as csrc/_kernels.pyx's weight_sq).
+        data_loss, penalty, first_lo, first_hi, weight_sq = _batch_objective(
             params, layer_units, offsets, hidden_activation, output_activation, loss, n_rows,
             weight_sum, alpha, l1_weight, kl_weight, kl_target, contraction_weight, penalized,
             eps, grad, workspace, layout, weight_mode, learning_rate, columns, rank, size,
             team_state, team_sums, team_columns, team_bias, (integers, characters, reals),
-            fused, x_next)
+            (fused, x_next, weight_sq))
         fused = x_next.shape[0] > 0
         if not (np.isfinite(data_loss) and np.isfinite(penalty)):
             return loss_sum, penalty_sum, 0
@@ -1904,11 +1916,12 @@ def _loss_and_gradient(params, layer_units, hidden_activation, output_activation
                   _may_compact(n_rows, layer_units[0], layer_units[1], contracting))
     integers, characters, reals = _blas_arguments(params)
     no_team = np.zeros(1, dtype=np.int64)
-    data_loss, penalty, _, _ = _batch_objective_outlined(
+    data_loss, penalty, _, _, _ = _batch_objective_outlined(
         params, layer_units, offsets, hidden_activation, output_activation, loss, n_rows,
         weight_sum, alpha, l1_weight, kl_weight, kl_target, contraction_weight, penalized,
         eps, grad, workspace, layout, _WEIGHT_GRADS, 0.0, columns, 0, 1, no_team,
-        np.zeros(1), no_team, params[:0], (integers, characters, reals), False, X[0, :0])
+        np.zeros(1), no_team, params[:0], (integers, characters, reals),
+        (False, X[0, :0], -1.0))
     return data_loss, penalty
 
 
