@@ -31,6 +31,42 @@ cdef inline void blas_gemm(bint trans_a, bint trans_b, int m, int n, int k,
               &beta, C, &ldc)
 
 
+# Dot products (and sums over a parameter block) run in LANES independent accumulators:
+# one running sum would serialise the loop on the latency of an addition.
+cdef enum:
+    LANES = 32
+
+
+ctypedef fused other_floating:
+    # w's type in _dot, apart from x's: the perceptron dots float32 rows with weights it
+    # keeps widened to double, which saves half the conversions.
+    float
+    double
+
+
+cdef inline double _dot(const floating* x, const other_floating* w,
+                        Py_ssize_t n) noexcept nogil:
+    """x . w accumulated in double, in LANES independent sums (vectorised)."""
+    cdef Py_ssize_t i = 0, lane, blocked = n - n % LANES
+    cdef double acc[LANES]
+    for lane in range(LANES):
+        acc[lane] = 0
+    while i < blocked:
+        for lane in range(LANES):
+            acc[lane] += <double> x[i + lane] * w[i + lane]
+        i += LANES
+    for i in range(blocked, n):
+        acc[0] += <double> x[i] * w[i]
+    # Pairwise, in loops of constant length the compiler unrolls (LANES is 32).
+    for lane in range(16):
+        acc[lane] += acc[lane + 16]
+    for lane in range(8):
+        acc[lane] += acc[lane + 8]
+    for lane in range(4):
+        acc[lane] += acc[lane + 4]
+    return (acc[0] + acc[2]) + (acc[1] + acc[3])
+
+
 cdef enum:
     # Columns of C accumulated in registers at once by the direct loops.
     DIRECT_BLOCK = 16
@@ -46,8 +82,8 @@ cdef inline void direct_gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_
     local accumulator the compiler keeps in vector registers (C is written once, not k
     times); with B transposed every entry is a dot product of two contiguous rows.
     Each entry sums over p = 0 .. k-1 in order, except a dot product of contiguous
-    rows (one output column), summed in DIRECT_BLOCK interleaved parts: one running
-    sum would wait on the latency of every addition. C is not read when beta is 0.
+    rows (one output column), which is _dot's (lanes in double): one running sum would
+    wait on the latency of every addition. C is not read when beta is 0.
     """
     cdef Py_ssize_t i, j, j0, p, lane
     cdef Py_ssize_t a_row = 1 if trans_a else lda   # stride of A's op-rows
@@ -61,25 +97,10 @@ cdef inline void direct_gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_
                 C[i * ldc + j] = alpha * (a * B[j * ldb]) + (
                     beta * C[i * ldc + j] if beta != 0 else 0)
         return
-    if not trans_b and n == 1 and a_col == 1 and ldb == 1:  # dot products
+    if not trans_b and n == 1 and a_col == 1 and ldb == 1:  # dot products (in lanes)
         for i in range(m):
-            for lane in range(DIRECT_BLOCK):
-                acc[lane] = 0
-            p = 0
-            while p + DIRECT_BLOCK <= k:
-                for lane in range(DIRECT_BLOCK):
-                    acc[lane] = acc[lane] + A[i * a_row + p + lane] * B[p + lane]
-                p += DIRECT_BLOCK
-            total = 0
-            for p in range(p, k):
-                total = total + A[i * a_row + p] * B[p]
-            # Pairwise (DIRECT_BLOCK is 16): four dependent additions, not sixteen.
-            for lane in range(8):
-                acc[lane] = acc[lane] + acc[lane + 8]
-            for lane in range(4):
-                acc[lane] = acc[lane] + acc[lane + 4]
-            total = total + ((acc[0] + acc[2]) + (acc[1] + acc[3]))
-            C[i * ldc] = alpha * total + (beta * C[i * ldc] if beta != 0 else 0)
+            C[i * ldc] = alpha * <floating> _dot(A + i * a_row, B, k) + (
+                beta * C[i * ldc] if beta != 0 else 0)
         return
     if trans_b:
         for i in range(m):

@@ -16,7 +16,7 @@ from libc.string cimport memcpy, memset
 from cython cimport floating
 
 cimport _codes
-from _blas cimport blas_gemm, direct_gemm, gemm, gemm_scaled
+from _blas cimport _dot, blas_gemm, direct_gemm, gemm, gemm_scaled
 
 import numpy as np
 
@@ -1284,42 +1284,6 @@ cdef double _weight_sq(const Net* net, const floating* params) noexcept nogil:
 # --------------------------------------------------------------------------------------
 # Optimiser steps (scikit-learn's), fused with the L2 term and the norm for the next batch
 # --------------------------------------------------------------------------------------
-
-# Sums over a parameter block run in LANES independent accumulators: one running sum
-# would serialise the loop on the latency of an addition.
-cdef enum:
-    LANES = 32
-
-
-ctypedef fused other_floating:
-    # w's type in _dot, apart from x's: the perceptron dots float32 rows with weights it
-    # keeps widened to double, which saves half the conversions.
-    float
-    double
-
-
-cdef inline double _dot(const floating* x, const other_floating* w,
-                        Py_ssize_t n) noexcept nogil:
-    """x . w accumulated in double, in LANES independent sums (vectorised)."""
-    cdef Py_ssize_t i = 0, lane, blocked = n - n % LANES
-    cdef double acc[LANES]
-    for lane in range(LANES):
-        acc[lane] = 0
-    while i < blocked:
-        for lane in range(LANES):
-            acc[lane] += <double> x[i + lane] * w[i + lane]
-        i += LANES
-    for i in range(blocked, n):
-        acc[0] += <double> x[i] * w[i]
-    # Pairwise, in loops of constant length the compiler unrolls (LANES is 32).
-    for lane in range(16):
-        acc[lane] += acc[lane + 16]
-    for lane in range(8):
-        acc[lane] += acc[lane + 8]
-    for lane in range(4):
-        acc[lane] += acc[lane + 4]
-    return (acc[0] + acc[2]) + (acc[1] + acc[3])
-
 
 cdef inline double _sum_squares(const floating* p, Py_ssize_t n) noexcept nogil:
     """sum p^2 in double."""
