@@ -48,7 +48,7 @@ import numpy as np
 
 from . import _codes
 from ._backend import BACKENDS, kernels
-from ._network import as_layer_units, glorot_uniform_init, n_params, unpack
+from ._network import aligned, as_layer_units, glorot_uniform_init, n_params, unpack
 from ._params import ParamsMixin
 from ._validation import (
     ConvergenceWarning,
@@ -249,7 +249,9 @@ class BaseNetwork(ParamsMixin):
     # ----------------------------------------------------------------- state
 
     def _set_buffer(self, params, layer_units):
-        """Adopt ``params`` as the flat buffer; ``coefs_`` / ``intercepts_`` view it."""
+        """Adopt ``params`` as the flat buffer (an aligned copy when it does not start on
+        a cache line, see _network.ALIGNMENT); ``coefs_`` / ``intercepts_`` view it."""
+        params = aligned(params)
         self._params = params
         self._layer_units = layer_units
         self.coefs_, self.intercepts_ = unpack(params, layer_units)

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from fastnn._base import validation_split
-from fastnn._network import glorot_uniform_init
+import fastnn
+from fastnn._network import ALIGNMENT, aligned, aligned_empty, glorot_uniform_init
 from fastnn._validation import ConvergenceWarning, NotFittedError
 from fastnn.mlp import MLPClassifier, MLPRegressor
 
@@ -129,6 +130,37 @@ def test_coefs_are_views_of_one_buffer(backend, blobs):
     clf = quiet_fit(small(MLPClassifier, backend, max_iter=2), X, y)
     assert all(np.shares_memory(part, clf._params) for part in clf.coefs_ + clf.intercepts_)
     assert [c.shape for c in clf.coefs_] == [(3, 8), (8, 3)]
+
+
+def _on_a_cache_line(array):
+    return array.ctypes.data % ALIGNMENT == 0
+
+
+def test_weight_buffer_starts_on_a_cache_line_however_it_was_made(backend, blobs, tmp_path):
+    # The compiled online update reads the first layer a vector at a time; the buffer is
+    # aligned by every path that makes one: a fit, a restore after a failed fit, pickle
+    # and load.
+    X, y = blobs
+    clf = quiet_fit(small(MLPClassifier, backend, max_iter=2), X, y)
+    assert _on_a_cache_line(clf._params)
+    assert _on_a_cache_line(pickle.loads(pickle.dumps(clf))._params)
+    clf.save(tmp_path / "model.npz")
+    assert _on_a_cache_line(fastnn.load(tmp_path / "model.npz")._params)
+    with pytest.raises(ValueError, match="only one class"):
+        clf.fit(X[:, :2], np.zeros(60))
+    assert _on_a_cache_line(clf._params)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("length", [1, 7, 1985])
+def test_aligned_copies_only_what_is_off_a_line(dtype, length):
+    values = np.arange(length + 1, dtype=dtype)[1:]  # a view one element in: off a line
+    assert not _on_a_cache_line(values)
+    copy = aligned(values)
+    assert _on_a_cache_line(copy) and copy.dtype == dtype
+    np.testing.assert_array_equal(copy, values)
+    assert aligned(copy) is copy
+    assert _on_a_cache_line(aligned_empty(length, dtype))
 
 
 def test_float32_trains_and_predicts_in_float32(backend, blobs):

@@ -103,7 +103,7 @@ class FastnnRunner(Runner):
         return None
 
     def reset(self):
-        params = self.problem.initial_params.astype(self.dtype)
+        params = _aligned_copy(self.problem.initial_params, self.dtype)
         if self.workload.is_perceptron:
             self.coef = np.ascontiguousarray(params[:-1].reshape(1, -1))
             self.intercept = params[-1:].copy()
@@ -334,7 +334,8 @@ class NjitLoopRunner(Runner):
 
     def reset(self):
         coefs, intercepts = _unpack(self.problem)
-        self.params = [np.array(a, dtype=self.dtype, order="C")
+        # Aligned as fastnn's buffer is, so that neither side runs on split cache lines.
+        self.params = [_aligned_copy(a, self.dtype).reshape(a.shape)
                        for pair in zip(coefs, intercepts) for a in pair]
 
     def _epoch(self, order):
@@ -349,6 +350,16 @@ class NjitLoopRunner(Runner):
     def _train(self):
         for epoch in range(self.epochs):
             self.curve[epoch + 1] = self._epoch(self.problem.orders[epoch])
+
+
+def _aligned_copy(array, dtype):
+    """A new cache-line-aligned vector of ``array``'s values in ``dtype``: what the
+    estimators train (fastnn._network.aligned)."""
+    from .. import _network
+
+    out = _network.aligned_empty(np.size(array), dtype)
+    out[...] = np.ravel(array)
+    return out
 
 
 def _unpack(problem):
