@@ -1470,17 +1470,14 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
                      loss, n_rows, weight_sum, alpha, l1_weight, kl_weight, kl_target,
                      contraction_weight, penalized, eps, grad, workspace, layout, weight_mode,
                      descent_rate, columns, rank, size, team_state, team_sums, team_columns,
-                     team_bias, blas, online):
+                     team_bias, blas, weight_sq):
     """Forward, objective and gradient of the batch of ``n_rows`` rows (of weight sum
     ``weight_sum``, not 0) gathered in the workspace (``_gather_batch``).
 
     Mirrors csrc/_kernels.pyx:_batch_gradient. ``weight_mode`` (``_WEIGHT_*``): the
     weight gradients go into ``grad``, or plain SGD with rate ``descent_rate`` is applied
-    to the weights (not the biases) without storing them. ``online`` is the state of
-    online plain SGD (see _sgd_epoch), ``(first_ready, x_next, weight_sq)``: the first
-    layer's product of this one-row batch is in its activations already, made by the last
-    batch's update; a non-empty ``x_next`` (the next batch's one row) asks this batch's
-    update for it; ``weight_sq`` is sum_i ||W_i||^2 at ``params`` when known (else -1).
+    to the weights (not the biases) without storing them. ``weight_sq`` is
+    sum_i ||W_i||^2 at ``params`` when known (else -1).
     Returns ``(D, P, lo, hi, sq)``: the batch's data loss and penalty, this member's rows
     lo .. hi - 1 of the first layer's weights (all of them alone), and sum_i ||W_i||^2
     after the update when the online update summed it on its way (else -1).
@@ -1497,7 +1494,6 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
     reference-counts each list argument, with an atomic operation, at every batch.
     """
     integers, characters, reals = blas
-    first_ready, x_next, weight_sq = online
     n_layers = layer_units.shape[0] - 1
     n_in = layer_units[0]
     Y = _targets(workspace, layout, layer_units, n_rows)
@@ -1547,11 +1543,7 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
         below = first_in if i == 0 else _activations(workspace, layout, layer_units, i, n_rows)
         W = first_w if i == 0 else _weights(params, layer_units, offsets, i)
         above = _activations(workspace, layout, layer_units, i + 1, n_rows)
-        if i == 0 and first_ready:
-            if i < n_layers - 1:
-                _bias_activate(_biases(params, layer_units, offsets, i), hidden_activation,
-                               _rows(above, r0, r1, size))
-        elif i < n_layers - 1:
+        if i < n_layers - 1:
             _dense(_rows(below, r0, r1, size), W, _biases(params, layer_units, offsets, i),
                    hidden_activation, _rows(above, r0, r1, size))
         else:
@@ -1621,9 +1613,7 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
         for k in range(size):
             data_loss += team_sums[k * _SUMS_PER_MEMBER]
 
-    # The weights, this member's rows of each layer; the biases, its columns. Last layer
-    # first: the online update of the first layer may write the next row's product over
-    # the activations the layer above it reads.
+    # The weights, this member's rows of each layer; the biases, its columns.
     l2 = alpha / weight_sum
     updated_sq = 0.0
     for i in range(n_layers - 1, -1, -1):
@@ -1652,10 +1642,8 @@ def _batch_objective(params, layer_units, offsets, hidden_activation, output_act
         else:
             k0, k1 = _share(W.shape[0], rank, size)
         if weight_mode == _WEIGHT_SKIP:
-            updated_sq += _descend_outer(
-                W[k0:k1], O[0, k0:k1], E[0], descent_rate, l2,
-                x_next if i == 0 else x_next[:0],
-                _activations(workspace, layout, layer_units, 1, n_rows)[0])
+            updated_sq += _descend_outer(W[k0:k1], O[0, k0:k1], E[0], descent_rate, l2,
+                                         O[0, :0], O[0, :0])
             continue
         if i == 0 and n_used < n_in:
             # The products run on the used columns, whose rows then go back to their
@@ -1734,6 +1722,91 @@ def _batch_weight_sum(sample_weight, order, start, stop):
     return total
 
 
+@_jit(inline="always")
+def _online_applies(batch_size, size, optimizer, momentum, noise, l1_weight, kl_weight,
+                    penalized, contracting):
+    """Whether _online_run may take the epoch's batches (csrc/_kernels.pyx)."""
+    penalties = (l1_weight > 0 or kl_weight > 0) and _deepest_penalized(penalized) > 0
+    return (batch_size == 1 and size == 1 and optimizer != ADAM and momentum == 0
+            and noise == NO_NOISE and not contracting and not penalties)
+
+
+@_jit
+def _online_run(params, layer_units, offsets, hidden_activation, output_activation, loss,
+                X, Y, sample_weight, order, stop, learning_rate, alpha, eps, grad,
+                workspace, layout, weight_sq):
+    """Mirrors csrc/_kernels.pyx:_online_run: the samples ``order[:stop]`` of an online
+    plain-SGD epoch (_online_applies), in a loop of their own, each next sample's
+    first-layer product made by the update of the first layer (_descend_outer).
+    ``weight_sq`` is sum_i ||W_i||^2 at entry, or -1 when unknown. Returns ``(ok,
+    loss_sum, penalty_sum, weight_sq)``, the last -1 when unknown (alpha 0)."""
+    n_layers = layer_units.shape[0] - 1
+    z_first = _activations(workspace, layout, layer_units, 1, 1)
+    out_bias = _biases(grad, layer_units, offsets, n_layers - 1)
+    if alpha != 0 and weight_sq < 0:
+        weight_sq = _squared_weights(params, layer_units, offsets)
+    loss_sum = 0.0
+    penalty_sum = 0.0
+    fused = False
+    for t in range(stop):
+        sample = order[t]
+        s = np.float64(sample_weight[sample])
+        if s == 0:
+            continue
+        x = X[sample:sample + 1]
+        # Forward (the output layer's bias and activation come with its loss).
+        for i in range(n_layers):
+            above = _activations(workspace, layout, layer_units, i + 1, 1)
+            if not (i == 0 and fused):
+                below = x if i == 0 else _activations(workspace, layout, layer_units, i, 1)
+                _matmul(below, _weights(params, layer_units, offsets, i), above)
+            if i < n_layers - 1:
+                _bias_activate(_biases(params, layer_units, offsets, i), hidden_activation,
+                               above)
+        data_loss = _output_delta(
+            _activations(workspace, layout, layer_units, n_layers, 1),
+            _biases(params, layer_units, offsets, n_layers - 1), Y[sample:sample + 1],
+            sample_weight[sample:sample + 1], s, output_activation, loss, eps,
+            _deltas(workspace, layout, layer_units, n_layers, 1), out_bias)
+        penalty = alpha / (2.0 * s) * weight_sq if alpha != 0 else 0.0
+        loss_sum += data_loss
+        penalty_sum += penalty
+        if not (np.isfinite(data_loss) and np.isfinite(penalty)):
+            return False, loss_sum, penalty_sum, weight_sq
+        # Backward.
+        for k in range(n_layers - 1, 0, -1):
+            O = _activations(workspace, layout, layer_units, k, 1)
+            E = _deltas(workspace, layout, layer_units, k, 1)
+            _matmul_bt(_deltas(workspace, layout, layer_units, k + 1, 1),
+                       _weights(params, layer_units, offsets, k), E)
+            for j in range(E.shape[1]):
+                E[0, j] = E[0, j] * _derivative(O[0, j], hidden_activation)
+        # The update, last layer first.
+        x_next = X[0, :0]
+        if t + 1 < stop and sample_weight[order[t + 1]] != 0:
+            x_next = X[order[t + 1]]
+        l2 = alpha / s
+        total = 0.0
+        finite = True
+        for i in range(n_layers - 1, -1, -1):
+            W = _weights(params, layer_units, offsets, i)
+            E = _deltas(workspace, layout, layer_units, i + 1, 1)
+            below = x if i == 0 else _activations(workspace, layout, layer_units, i, 1)
+            total += _descend_outer(W, below[0], E[0], learning_rate, l2,
+                                    x_next if i == 0 else x_next[:0], z_first[0])
+            if alpha != 0 and l2 == 0:  # alpha / s below the smallest number
+                total += _row_dot(W.reshape((1, W.size)), 0, W.reshape((1, W.size)), 0)
+            b = _biases(params, layer_units, offsets, i)
+            for c in range(b.shape[0]):
+                b[c] = b[c] - learning_rate * E[0, c]
+                finite &= abs(b[c]) < np.inf
+        weight_sq = total if alpha != 0 else -1.0
+        if not (finite and np.isfinite(total)):
+            return False, loss_sum, penalty_sum, weight_sq
+        fused = x_next.shape[0] > 0
+    return True, loss_sum, penalty_sum, weight_sq
+
+
 @_jit
 def _sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, X, Y,
                sample_weight, order, batch_size, optimizer, learning_rate, momentum,
@@ -1797,9 +1870,19 @@ def _sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, 
     loss_sum = 0.0
     penalty_sum = 0.0
     batch = 0
-    fused = False  # this batch's first-layer product was made by the last update
+    first = 0
     weight_sq = -1.0  # sum_i ||W_i||^2 when the last update summed it (else unknown)
-    for start in range(0, n_total, batch_size):
+    if last_start > 0 and _online_applies(batch_size, size, optimizer, momentum, noise,
+                                          l1_weight, kl_weight, penalized, contracting):
+        # Every batch but the last one of non-zero weight (plain SGD stores its velocity).
+        ok, loss_sum, penalty_sum, weight_sq = _online_run(
+            params, layer_units, offsets, hidden_activation, output_activation, loss, X, Y,
+            sample_weight, order, last_start, learning_rate, alpha, eps, grad, workspace,
+            layout, weight_sq)
+        if not ok:
+            return loss_sum, penalty_sum, 0
+        first = batch = last_start
+    for start in range(first, n_total, batch_size):
         stop = min(start + batch_size, n_total)
         n_rows = stop - start
         weight_sum = _batch_weight_sum(sample_weight, order, start, stop)
@@ -1816,13 +1899,6 @@ def _sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, 
         weight_mode = _WEIGHT_GRADS
         if plain and start < last_start:
             weight_mode = _WEIGHT_SKIP if n_rows == 1 else _WEIGHT_DESCEND
-        # Online plain SGD makes the next row's first-layer product in its update of the
-        # first layer, when the next batch is that one row, of non-zero weight, without
-        # noise (csrc/_kernels.pyx:_sgd_epoch).
-        x_next = X[0, :0]
-        if (weight_mode == _WEIGHT_SKIP and batch_size == 1 and size == 1 and noise == NO_NOISE
-                and sample_weight[order[stop]] != 0):
-            x_next = X[order[stop]]
         # The online update also sums the new weights' squares: the next batch's L2 term
         # needs no pass of its own (as csrc/_kernels.pyx's weight_sq).
         data_loss, penalty, first_lo, first_hi, weight_sq = _batch_objective(
@@ -1830,8 +1906,7 @@ def _sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, 
             weight_sum, alpha, l1_weight, kl_weight, kl_target, contraction_weight, penalized,
             eps, grad, workspace, layout, weight_mode, learning_rate, columns, rank, size,
             team_state, team_sums, team_columns, team_bias, (integers, characters, reals),
-            (fused, x_next, weight_sq))
-        fused = x_next.shape[0] > 0
+            weight_sq)
         if not (np.isfinite(data_loss) and np.isfinite(penalty)):
             return loss_sum, penalty_sum, 0
         loss_sum += n_rows * data_loss
@@ -1920,8 +1995,7 @@ def _loss_and_gradient(params, layer_units, hidden_activation, output_activation
         params, layer_units, offsets, hidden_activation, output_activation, loss, n_rows,
         weight_sum, alpha, l1_weight, kl_weight, kl_target, contraction_weight, penalized,
         eps, grad, workspace, layout, _WEIGHT_GRADS, 0.0, columns, 0, 1, no_team,
-        np.zeros(1), no_team, params[:0], (integers, characters, reals),
-        (False, X[0, :0], -1.0))
+        np.zeros(1), no_team, params[:0], (integers, characters, reals), -1.0)
     return data_loss, penalty
 
 
