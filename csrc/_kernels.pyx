@@ -448,9 +448,11 @@ cdef inline floating _tanh(floating a) noexcept nogil:
     """tanh through one exp (libm's tanh is a call through expm1): the absolute error
     stays at rounding level, which is what training sees. The exp in double, the rest
     in the type of a: a float32 division takes a quarter of a double one's time per
-    entry (AVX-512), and was a quarter of W2's hidden layer."""
+    entry (AVX-512), and was a quarter of W2's hidden layer. (The ones are cast: Cython
+    writes a bare 1 as the double 1.0, which would make the division a double one.)"""
+    cdef floating one = 1
     cdef floating t = <floating> _exp(-2.0 * fabs(a))
-    cdef floating r = (1 - t) / (1 + t)
+    cdef floating r = (one - t) / (one + t)
     return r if a >= 0 else -r
 
 
@@ -459,7 +461,7 @@ cdef void _bias_activation(int activation, floating* A, const floating* b,
     """A <- g(A + b) row by row, in one pass (softmax subtracts the row maximum)."""
     cdef Py_ssize_t r, j
     cdef floating* row
-    cdef floating top
+    cdef floating top, one = 1
     cdef double total
     for r in range(n_rows):
         row = A + r * n_cols
@@ -474,7 +476,7 @@ cdef void _bias_activation(int activation, floating* A, const floating* b,
         elif activation == _codes.LOGISTIC:
             # The exp in double, its reciprocal in the type of A (as _tanh).
             for j in range(n_cols):
-                row[j] = 1 / (1 + <floating> _exp(-<double> (row[j] + b[j])))
+                row[j] = one / (one + <floating> _exp(-<double> (row[j] + b[j])))
         elif activation == _codes.TANH:
             for j in range(n_cols):
                 row[j] = _tanh(row[j] + b[j])
