@@ -172,9 +172,11 @@ cdef enum:
     # Inputs smaller than this stay in cache over an epoch: prefetching them only costs.
     PREFETCH_BYTES = 4 * 1024 * 1024
     # Rows the perceptron asks for ahead of the one it reads: one row (800 bytes at 100
-    # features) arrives too late to hide the latency; four measured best on W1 (float64
-    # 16 -> 18 M samples/s), eight or sixteen no better.
-    PREFETCH_AHEAD = 4
+    # features) arrives too late to hide the latency. Four first measured best on W1
+    # (float64 16 -> 18 M samples/s); with today's faster epoch, eight is better: W1
+    # float64 31.5 -> 32.3-33.8 M rows/s in order, 18.4 -> 19.0 M shuffled, float32 the
+    # same within the noise (A/B in one process, best of 10 epochs, 2026-11-28).
+    PREFETCH_AHEAD = 8
 
 
 cdef inline void _prefetch_row(const floating* row, Py_ssize_t n) noexcept nogil:

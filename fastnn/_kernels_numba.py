@@ -345,7 +345,7 @@ def _atomic_store(typingctx, array, index, value):
 # so the perceptron asks for the row PREFETCH_AHEAD places ahead, when X is too large
 # (over PREFETCH_BYTES) to stay in cache over an epoch.
 _PREFETCH_BYTES = 4 * 1024 * 1024
-_PREFETCH_AHEAD = 4
+_PREFETCH_AHEAD = 8
 
 
 @_jit(inline="always")
