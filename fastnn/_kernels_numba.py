@@ -391,7 +391,8 @@ def _biases(params, layer_units, offsets, i):
 
 @_jit(inline="always")
 def _view(buffer, start, rows, cols):
-    """``buffer[start:start + rows * cols]`` as a C-ordered (rows, cols) array.
+    """``buffer[start:start + rows * cols]`` as a C-ordered (rows, cols) array (``buffer``
+    C-contiguous, indexed flat).
 
     Made from the address, not by ``reshape`` (a call into Numba's runtime for the
     strides, as long as the arithmetic of a small layer): the view has no owner, so the
@@ -508,7 +509,7 @@ def _matmul(A, B, out):
     if m * n * k > _DIRECT_MAX_MULADDS:
         np.dot(A, B, out=out)
     elif n == 1:  # one output unit: a dot product per row, not k loops of length 1
-        column = B.reshape((1, k))  # contiguous: its one column as a row
+        column = _view(B, 0, 1, k)  # contiguous: its one column as a row
         for i in range(m):
             out[i, 0] = _row_dot(A, i, column, 0)
     else:
@@ -1442,10 +1443,9 @@ def _descend_outer(W, x, d, rate, l2, x_next, z_next):
         for r in range(n_rows):
             column[r] = keep * column[r] - x[r] * step
         if forward:
-            z_next[0] = _row_dot(x_next.reshape((1, n_rows)), 0,
-                                 W.reshape((1, n_rows)), 0)
+            z_next[0] = _row_dot(_view(x_next, 0, 1, n_rows), 0, _view(W, 0, 1, n_rows), 0)
         if penalized:
-            total = _row_dot(W.reshape((1, n_rows)), 0, W.reshape((1, n_rows)), 0)
+            total = _row_dot(_view(W, 0, 1, n_rows), 0, _view(W, 0, 1, n_rows), 0)
         return total
     # The last columns, fewer than a block, from 0 (see _batch_objective's bias loops).
     tail = W[:, j0:]
@@ -1795,7 +1795,7 @@ def _online_run(params, layer_units, offsets, hidden_activation, output_activati
             total += _descend_outer(W, below[0], E[0], learning_rate, l2,
                                     x_next if i == 0 else x_next[:0], z_first[0])
             if alpha != 0 and l2 == 0:  # alpha / s below the smallest number
-                total += _row_dot(W.reshape((1, W.size)), 0, W.reshape((1, W.size)), 0)
+                total += _row_dot(_view(W, 0, 1, W.size), 0, _view(W, 0, 1, W.size), 0)
             b = _biases(params, layer_units, offsets, i)
             for c in range(b.shape[0]):
                 b[c] = b[c] - learning_rate * E[0, c]
