@@ -85,14 +85,18 @@ cdef extern from *:
 
 cdef extern from *:
     """
-    /* The inner loop of the online update (_descend_outer): FASTNN_ONLINE_BLOCK
-       columns of p <- (1 - lr l2) p - x (lr d)^T, and on the way the next sample's
+    /* The inner loop of the online update (_descend_outer): COLUMNS (a block of
+       FASTNN_ONLINE_BLOCK, or of FASTNN_ONLINE_NARROW for narrower layers and the rest
+       of wide ones) columns of p <- (1 - lr l2) p - x (lr d)^T, and on the way the next
+       sample's
        product z = x_next @ p and, with the L2 term (l2 != 0), the sum of p^2; in GCC/Clang
        vector types. Locals of a vector type stay in registers; the same
        sums in local arrays in Cython stayed on the stack, a store and a load per row
        (perf). The vectors are the machine's own width: wider ones, split by the
-       compiler, ran W2 ten times slower in a build without AVX (FASTNN_PORTABLE). */
+       compiler, ran W2 ten times slower in a build without AVX (FASTNN_PORTABLE); a
+       block narrower than one of them takes vectors as wide as the block. */
     #define FASTNN_ONLINE_BLOCK 32
+    #define FASTNN_ONLINE_NARROW 8
     #if defined(__AVX512F__)
     #define FASTNN_VECTOR_BYTES 64
     #elif defined(__AVX__)
@@ -100,12 +104,15 @@ cdef extern from *:
     #else
     #define FASTNN_VECTOR_BYTES 16
     #endif
-    #define FASTNN_DESCEND_BLOCK(T, NAME)                                              \\
+    #define FASTNN_BLOCK_BYTES(T, COLUMNS)                                             \\
+        ((COLUMNS) * sizeof(T) < FASTNN_VECTOR_BYTES ? (COLUMNS) * sizeof(T)          \\
+                                                      : FASTNN_VECTOR_BYTES)
+    #define FASTNN_DESCEND_BLOCK(T, NAME, COLUMNS)                                     \\
     typedef T NAME##_vec                                                             \\
-        __attribute__((vector_size(FASTNN_VECTOR_BYTES), aligned(sizeof(T)),          \\
+        __attribute__((vector_size(FASTNN_BLOCK_BYTES(T, COLUMNS)), aligned(sizeof(T)), \\
                        may_alias));                                                   \\
-    enum { NAME##_lanes = FASTNN_VECTOR_BYTES / sizeof(T),                            \\
-           NAME##_count = FASTNN_ONLINE_BLOCK * sizeof(T) / FASTNN_VECTOR_BYTES };     \\
+    enum { NAME##_lanes = FASTNN_BLOCK_BYTES(T, COLUMNS) / sizeof(T),                 \\
+           NAME##_count = (COLUMNS) / NAME##_lanes };                                  \\
     static inline __attribute__((always_inline)) double NAME##_loop(                  \\
             T* p, const T* x, const T* d, Py_ssize_t n_rows, Py_ssize_t n_cols,       \\
             T lr, T l2, const T* x_next, T* z_next, int forward, int penalized) {     \\
@@ -147,10 +154,13 @@ cdef extern from *:
             return NAME##_loop(p, x, d, n_rows, n_cols, lr, l2, x_next, z_next, 0, 1); \\
         return NAME##_loop(p, x, d, n_rows, n_cols, lr, l2, x_next, z_next, 0, 0);     \\
     }
-    FASTNN_DESCEND_BLOCK(float, fastnn_descend_block_float)
-    FASTNN_DESCEND_BLOCK(double, fastnn_descend_block_double)
+    FASTNN_DESCEND_BLOCK(float, fastnn_descend_block_float, FASTNN_ONLINE_BLOCK)
+    FASTNN_DESCEND_BLOCK(double, fastnn_descend_block_double, FASTNN_ONLINE_BLOCK)
+    FASTNN_DESCEND_BLOCK(float, fastnn_descend_narrow_float, FASTNN_ONLINE_NARROW)
+    FASTNN_DESCEND_BLOCK(double, fastnn_descend_narrow_double, FASTNN_ONLINE_NARROW)
     """
     enum: FASTNN_ONLINE_BLOCK
+    enum: FASTNN_ONLINE_NARROW
     double fastnn_descend_block_float(float* p, const float* x, const float* d,
                                       Py_ssize_t n_rows, Py_ssize_t n_cols, float lr,
                                       float l2, const float* x_next,
@@ -159,6 +169,14 @@ cdef extern from *:
                                        Py_ssize_t n_rows, Py_ssize_t n_cols, double lr,
                                        double l2, const double* x_next,
                                        double* z_next) noexcept nogil
+    double fastnn_descend_narrow_float(float* p, const float* x, const float* d,
+                                       Py_ssize_t n_rows, Py_ssize_t n_cols, float lr,
+                                       float l2, const float* x_next,
+                                       float* z_next) noexcept nogil
+    double fastnn_descend_narrow_double(double* p, const double* x, const double* d,
+                                        Py_ssize_t n_rows, Py_ssize_t n_cols, double lr,
+                                        double l2, const double* x_next,
+                                        double* z_next) noexcept nogil
 
 
 cdef extern from "<pthread.h>" nogil:
@@ -1336,7 +1354,17 @@ cdef double _descend_outer(floating* p, const floating* x, const floating* d,
                 p + j0, x, d + j0, n_rows, n_cols, lr, l2, x_next,
                 z_next + j0 if x_next != NULL else NULL)
         j0 += FASTNN_ONLINE_BLOCK
-    if j0 < n_cols:  # the last columns, fewer than a block
+    while j0 + FASTNN_ONLINE_NARROW <= n_cols:  # narrow layers, and the rest of wide ones
+        if floating is float:
+            total += fastnn_descend_narrow_float(
+                p + j0, x, d + j0, n_rows, n_cols, lr, l2, x_next,
+                z_next + j0 if x_next != NULL else NULL)
+        else:
+            total += fastnn_descend_narrow_double(
+                p + j0, x, d + j0, n_rows, n_cols, lr, l2, x_next,
+                z_next + j0 if x_next != NULL else NULL)
+        j0 += FASTNN_ONLINE_NARROW
+    if j0 < n_cols:  # the last columns, fewer than a narrow block
         if x_next != NULL:
             for j in range(j0, n_cols):
                 z_next[j] = 0

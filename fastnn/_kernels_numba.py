@@ -1286,23 +1286,28 @@ _WEIGHT_DESCEND = 2  # plain SGD folded into the product o^T E, never stored
 # know; Numba has no "restrict"), and those checks cost as much as a short row's update
 # (measured on W2's first layer, 60 x 32 float32: 200 ns a sample, against 100 ns here).
 _BLOCK_COLUMNS = 32  # as csrc/_kernels.pyx's FASTNN_ONLINE_BLOCK
-_BLOCK_VECTORS = 4
+_NARROW_COLUMNS = 8  # ... and FASTNN_ONLINE_NARROW
+_BLOCK_LANES = 8     # a block is vectors of eight entries (LLVM fits them to the machine)
 
 
 @intrinsic
-def _descend_block(typingctx, W, x, d, x_next, z_next, j0, rate, keep, forward, penalized):
+def _descend_block(typingctx, W, x, d, x_next, z_next, j0, rate, keep, forward, penalized,
+                   columns):
     """``W[:, j0:j0 + B] <- keep W[:, j0:j0 + B] - x (rate d[j0:j0 + B])`` (B is
-    _BLOCK_COLUMNS), with ``z_next[j0:j0 + B] = x_next @ W[:, j0:j0 + B]`` (the new W)
-    when ``forward``; returns the sum of the new entries' squares when ``penalized`` (else 0,
-    and keep is taken as 1). ``forward`` and ``penalized`` are literal booleans: each case
-    is its own loop. W is C-contiguous; x, d, x_next and z_next are contiguous vectors."""
+    ``columns``, _BLOCK_COLUMNS or _NARROW_COLUMNS), with ``z_next[j0:j0 + B] = x_next @
+    W[:, j0:j0 + B]`` (the new W) when ``forward``; returns the sum of the new entries'
+    squares when ``penalized`` (else 0, and keep is taken as 1). ``forward``,
+    ``penalized`` and ``columns`` are literals: each case is its own loop. W is
+    C-contiguous; x, d, x_next and z_next are contiguous vectors."""
     if not (isinstance(forward, types.BooleanLiteral)
-            and isinstance(penalized, types.BooleanLiteral)):
+            and isinstance(penalized, types.BooleanLiteral)
+            and isinstance(columns, types.IntegerLiteral)):
         return None
     signature = types.float64(W, x, d, x_next, z_next, types.intp, W.dtype, W.dtype,
-                              forward, penalized)
+                              forward, penalized, columns)
     with_forward = forward.literal_value
     with_penalty = penalized.literal_value
+    n_vectors = columns.literal_value // _BLOCK_LANES
 
     def codegen(context, builder, sig, args):
         def data(k):
@@ -1310,7 +1315,7 @@ def _descend_block(typingctx, W, x, d, x_next, z_next, j0, rate, keep, forward, 
 
         scalar = context.get_value_type(sig.args[0].dtype)
         itemsize = context.get_abi_sizeof(scalar)
-        lanes = _BLOCK_COLUMNS // _BLOCK_VECTORS
+        lanes = _BLOCK_LANES
         vector = ir.VectorType(scalar, lanes)
         intp = context.get_value_type(types.intp)
         shape = context.make_array(sig.args[0])(context, builder, args[0]).shape
@@ -1340,7 +1345,7 @@ def _descend_block(typingctx, W, x, d, x_next, z_next, j0, rate, keep, forward, 
         rate = splat(args[6])
         keep = splat(args[7])
         steps = [builder.fmul(rate, load(d_block, intp(v * lanes)))
-                 for v in range(_BLOCK_VECTORS)]
+                 for v in range(n_vectors)]
         zero = ir.Constant(vector, None)
         before = builder.block
         loop = builder.append_basic_block("descend_block.loop")
@@ -1350,14 +1355,14 @@ def _descend_block(typingctx, W, x, d, x_next, z_next, j0, rate, keep, forward, 
         builder.position_at_end(loop)
         r = builder.phi(intp)
         r.add_incoming(intp(0), before)
-        sums = [builder.phi(vector) for _ in range(2 * _BLOCK_VECTORS)]  # z, then squares
+        sums = [builder.phi(vector) for _ in range(2 * n_vectors)]  # z, then squares
         for phi in sums:
             phi.add_incoming(zero, before)
         row = builder.gep(data(0), [builder.add(builder.mul(r, n_cols), j0)])
         minus_a = splat(builder.fneg(builder.load(builder.gep(data(1), [r]))))
         b = splat(builder.load(builder.gep(data(3), [r]))) if with_forward else None
         updated = []
-        for v in range(_BLOCK_VECTORS):
+        for v in range(n_vectors):
             w = load(row, intp(v * lanes))
             if with_penalty:
                 w = builder.fmul(keep, w)
@@ -1366,7 +1371,7 @@ def _descend_block(typingctx, W, x, d, x_next, z_next, j0, rate, keep, forward, 
             z = sums[v]
             if with_forward:
                 z = builder.call(fmuladd, [b, w, z])
-            square = sums[_BLOCK_VECTORS + v]
+            square = sums[n_vectors + v]
             if with_penalty:
                 square = builder.call(fmuladd, [w, w, square])
             updated.append((z, square))
@@ -1374,26 +1379,26 @@ def _descend_block(typingctx, W, x, d, x_next, z_next, j0, rate, keep, forward, 
         r.add_incoming(following, loop)
         for v, (z, square) in enumerate(updated):
             sums[v].add_incoming(z, loop)
-            sums[_BLOCK_VECTORS + v].add_incoming(square, loop)
+            sums[n_vectors + v].add_incoming(square, loop)
         builder.cbranch(builder.icmp_signed("<", following, n_rows), loop, done)
 
         builder.position_at_end(done)
         final = []
-        for k in range(2 * _BLOCK_VECTORS):
+        for k in range(2 * n_vectors):
             phi = builder.phi(vector)
             phi.add_incoming(zero, before)
-            phi.add_incoming(updated[k % _BLOCK_VECTORS][k // _BLOCK_VECTORS], loop)
+            phi.add_incoming(updated[k % n_vectors][k // n_vectors], loop)
             final.append(phi)
         if with_forward:
             z_block = builder.gep(data(4), [j0])
-            for v in range(_BLOCK_VECTORS):
+            for v in range(n_vectors):
                 store(final[v], z_block, intp(v * lanes))
         double = ir.DoubleType()
         total = double(0)
         if with_penalty:
-            squares = final[_BLOCK_VECTORS]
-            for v in range(1, _BLOCK_VECTORS):
-                squares = builder.fadd(squares, final[_BLOCK_VECTORS + v])
+            squares = final[n_vectors]
+            for v in range(1, n_vectors):
+                squares = builder.fadd(squares, final[n_vectors + v])
             for lane in range(lanes):
                 entry = builder.extract_element(squares, intp(lane))
                 if itemsize != 8:
@@ -1422,19 +1427,38 @@ def _descend_outer(W, x, d, rate, l2, x_next, z_next):
     forward = x_next.shape[0] > 0
     penalized = l2 != 0
     n_rows, n_cols = W.shape
-    block = _BLOCK_COLUMNS
     total = 0.0
     j0 = 0
-    while j0 + block <= n_cols:
+    # Blocks of _BLOCK_COLUMNS, then of _NARROW_COLUMNS (narrow layers, and the rest of
+    # wide ones); each block size a literal, each case a loop of its own.
+    while j0 + _BLOCK_COLUMNS <= n_cols:
         if forward and penalized:
-            total += _descend_block(W, x, d, x_next, z_next, j0, rate, keep, True, True)
+            total += _descend_block(W, x, d, x_next, z_next, j0, rate, keep, True,
+                                    True, _BLOCK_COLUMNS)
         elif forward:
-            total += _descend_block(W, x, d, x_next, z_next, j0, rate, keep, True, False)
+            total += _descend_block(W, x, d, x_next, z_next, j0, rate, keep, True,
+                                    False, _BLOCK_COLUMNS)
         elif penalized:
-            total += _descend_block(W, x, d, x_next, z_next, j0, rate, keep, False, True)
+            total += _descend_block(W, x, d, x_next, z_next, j0, rate, keep, False,
+                                    True, _BLOCK_COLUMNS)
         else:
-            total += _descend_block(W, x, d, x_next, z_next, j0, rate, keep, False, False)
-        j0 += block
+            total += _descend_block(W, x, d, x_next, z_next, j0, rate, keep, False,
+                                    False, _BLOCK_COLUMNS)
+        j0 += _BLOCK_COLUMNS
+    while j0 + _NARROW_COLUMNS <= n_cols:
+        if forward and penalized:
+            total += _descend_block(W, x, d, x_next, z_next, j0, rate, keep, True,
+                                    True, _NARROW_COLUMNS)
+        elif forward:
+            total += _descend_block(W, x, d, x_next, z_next, j0, rate, keep, True,
+                                    False, _NARROW_COLUMNS)
+        elif penalized:
+            total += _descend_block(W, x, d, x_next, z_next, j0, rate, keep, False,
+                                    True, _NARROW_COLUMNS)
+        else:
+            total += _descend_block(W, x, d, x_next, z_next, j0, rate, keep, False,
+                                    False, _NARROW_COLUMNS)
+        j0 += _NARROW_COLUMNS
     if j0 == n_cols:
         return total
     if n_cols == 1:  # a column (a single output unit): one loop down the rows

@@ -447,9 +447,10 @@ def _zero_weight_problem(optimizer, zero_rows, batch_size=5):
     return p
 
 
-# Layers wider than the online update's blocks of 32 columns, with a remainder (37, 33); no
-# hidden layer, with an output layer as wide (40 outputs) or of one unit (a column).
-ONLINE_HIDDEN = {0: (), 1: (37,), 2: (64, 33)}
+# The online update's blocks of 32 columns, then of 8 (narrow layers and the rest of wide
+# ones), then a remainder: 53 = 32 + 8 + 8 + 5, 64 = 2 x 32, 12 = 8 + 4, 40 = 32 + 8 (no
+# hidden layer, 40 outputs); and an output layer of one unit (a column).
+ONLINE_HIDDEN = {0: (), 1: (53,), 2: (64, 12)}
 ONLINE_SHAPES = {"wide-output": (0, 40), "one-output": (0, 1), "one-hidden": (1, None),
                  "two-hidden": (2, None)}
 
