@@ -664,7 +664,8 @@ cdef double _output_loss_delta(const Objective* obj, floating* P, const floating
         else:
             for j in range(n_out):
                 pc = min(max(<double> p[j], eps), 1.0 - eps)
-                row_loss -= y[j] * log(pc)
+                if y[j] != 0:  # one log a row for one-hot targets, not one a class
+                    row_loss -= y[j] * log(pc)
                 d[j] = w * (p[j] - y[j])
         for j in range(n_out):
             gb[j] += d[j]

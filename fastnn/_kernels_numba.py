@@ -707,7 +707,7 @@ def _output_delta(P, b, Y, sample_weight, weight_sum, output_activation, loss, e
                     if y != 1:
                         term += (1.0 - y) * math.log(1.0 - clipped)
                     row -= term
-                else:  # log loss (softmax)
+                elif y != 0:  # log loss (softmax): one log a row for one-hot targets
                     row -= y * math.log(clipped)
                 E[i, j] = s * (p - y)
         for j in range(P.shape[1]):
