@@ -667,10 +667,29 @@ def _row_dot(A, a, B, b):
 
 
 @_jit(inline="always")
+def _log_loss(loss, P, Y, i, eps):
+    """Mirrors csrc/_kernels.pyx:_log_loss: row ``i``'s binary or softmax log loss from its
+    probabilities, clipped to [eps, 1 - eps]; a term whose factor is 0 is skipped (one log
+    a row for binary and one-hot targets)."""
+    total = 0.0
+    for j in range(P.shape[1]):
+        clipped = min(max(np.float64(P[i, j]), eps), 1.0 - eps)
+        y = np.float64(Y[i, j])
+        term = 0.0
+        if y != 0:
+            term = y * math.log(clipped)
+        if loss == BINARY_LOG_LOSS and y != 1:
+            term += (1.0 - y) * math.log(1.0 - clipped)
+        total -= term
+    return total
+
+
+@_jit(inline="always")
 def _output_delta(P, b, Y, sample_weight, weight_sum, output_activation, loss, eps, E,
-                  b_grad):
+                  b_grad, with_log_loss=True):
     """The output layer from its pre-activations ``P`` (bias not yet added) to its deltas:
-    ``P <- g(P + b)``, ``E <- (s_i / S) delta``, ``b_grad <- sum_i E_i``; returns ``D``.
+    ``P <- g(P + b)``, ``E <- (s_i / S) delta``, ``b_grad <- sum_i E_i``; returns ``D``
+    (without ``with_log_loss``, a log loss is left out, for the caller's _log_loss).
 
     Mirrors csrc/_kernels.pyx:_output_loss_delta: one row at a time, so that a row is
     still in cache for the loss and the bias gradient after its activation.
@@ -694,22 +713,11 @@ def _output_delta(P, b, Y, sample_weight, weight_sum, output_activation, loss, e
             else:
                 for j in range(P.shape[1]):
                     E[i, j] = s * E[i, j]
-        else:
+        else:  # the log losses (binary and softmax): the delta is p - y
             for j in range(P.shape[1]):
-                p = np.float64(P[i, j])
-                y = np.float64(Y[i, j])
-                clipped = min(max(p, eps), 1.0 - eps)
-                if loss == BINARY_LOG_LOSS:
-                    # One log for a binary target, as in the Cython kernel (same sum).
-                    term = 0.0
-                    if y != 0:
-                        term = y * math.log(clipped)
-                    if y != 1:
-                        term += (1.0 - y) * math.log(1.0 - clipped)
-                    row -= term
-                elif y != 0:  # log loss (softmax): one log a row for one-hot targets
-                    row -= y * math.log(clipped)
-                E[i, j] = s * (p - y)
+                E[i, j] = s * (np.float64(P[i, j]) - np.float64(Y[i, j]))
+            if with_log_loss:
+                row = _log_loss(loss, P, Y, i, eps)
         for j in range(P.shape[1]):
             b_grad[j] += E[i, j]
         total += s * row
@@ -1772,6 +1780,9 @@ def _online_run(params, layer_units, offsets, hidden_activation, output_activati
     loss_sum = 0.0
     penalty_sum = 0.0
     fused = False
+    # A log loss is taken after the update, as in the Cython kernel (its log waited to
+    # retire before the update's long pass).
+    later = loss != SQUARED_ERROR and n_layers > 1
     for t in range(stop):
         sample = order[t]
         s = np.float64(sample_weight[sample])
@@ -1791,7 +1802,7 @@ def _online_run(params, layer_units, offsets, hidden_activation, output_activati
             _activations(workspace, layout, layer_units, n_layers, 1),
             _biases(params, layer_units, offsets, n_layers - 1), Y[sample:sample + 1],
             sample_weight[sample:sample + 1], s, output_activation, loss, eps,
-            _deltas(workspace, layout, layer_units, n_layers, 1), out_bias)
+            _deltas(workspace, layout, layer_units, n_layers, 1), out_bias, not later)
         penalty = alpha / (2.0 * s) * weight_sq if alpha != 0 else 0.0
         loss_sum += data_loss
         penalty_sum += penalty
@@ -1828,6 +1839,9 @@ def _online_run(params, layer_units, offsets, hidden_activation, output_activati
         if not (finite and np.isfinite(total)):
             return False, loss_sum, penalty_sum, weight_sq
         fused = x_next.shape[0] > 0
+        if later:
+            loss_sum += _log_loss(loss, _activations(workspace, layout, layer_units,
+                                                     n_layers, 1), Y[sample:sample + 1], 0, eps)
     return True, loss_sum, penalty_sum, weight_sq
 
 
