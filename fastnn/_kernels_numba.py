@@ -2123,6 +2123,9 @@ def _read_only(array):
     return view
 
 
+_NO_SEED = np.uint64(0)
+
+
 def _seed(value):
     """A noise seed or epoch as the uint64 the generator works in (mod 2**64)."""
     return np.uint64(int(value) & 0xFFFFFFFFFFFFFFFF)
@@ -2180,7 +2183,11 @@ def sgd_epoch(params, layer_units, hidden_activation, output_activation, loss, X
         float(momentum), bool(nesterov), float(beta_1), float(beta_2), float(epsilon),
         int(adam_step), velocity, second_moment, float(alpha), float(l1_weight),
         float(kl_weight), float(kl_target), float(contraction_weight), _read_only(penalized),
-        int(noise), float(noise_level), _seed(noise_seed), _seed(epoch),
+        int(noise), float(noise_level),
+        # The seed and epoch only key the noise; without it, no conversion (a quarter of
+        # a microsecond each, online learning pays it every epoch).
+        _seed(noise_seed) if noise != NO_NOISE else _NO_SEED,
+        _seed(epoch) if noise != NO_NOISE else _NO_SEED,
         _EPS[params.dtype], workspace)
     size = _team_size(layer_units, max(rows, 1), float(l1_weight), float(kl_weight),
                       contracting)
