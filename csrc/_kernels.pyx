@@ -158,25 +158,36 @@ cdef extern from *:
     FASTNN_DESCEND_BLOCK(double, fastnn_descend_block_double, FASTNN_ONLINE_BLOCK)
     FASTNN_DESCEND_BLOCK(float, fastnn_descend_narrow_float, FASTNN_ONLINE_NARROW)
     FASTNN_DESCEND_BLOCK(double, fastnn_descend_narrow_double, FASTNN_ONLINE_NARROW)
+    /* The whole blocks of a row, wide ones then narrow ones: returns the sum of squares
+       and sets *done to the first column after them (the rest is _descend_outer's). */
+    #define FASTNN_DESCEND_BLOCKS(T, NAME, WIDE, NARROW)                               \\
+    static double NAME(T* p, const T* x, const T* d, Py_ssize_t n_rows,               \\
+                       Py_ssize_t n_cols, T lr, T l2, const T* x_next, T* z_next,      \\
+                       Py_ssize_t* done) {                                            \\
+        double total = 0;                                                             \\
+        Py_ssize_t j0 = 0;                                                            \\
+        for (; j0 + FASTNN_ONLINE_BLOCK <= n_cols; j0 += FASTNN_ONLINE_BLOCK)         \\
+            total += WIDE(p + j0, x, d + j0, n_rows, n_cols, lr, l2, x_next,          \\
+                          x_next != NULL ? z_next + j0 : NULL);                       \\
+        for (; j0 + FASTNN_ONLINE_NARROW <= n_cols; j0 += FASTNN_ONLINE_NARROW)       \\
+            total += NARROW(p + j0, x, d + j0, n_rows, n_cols, lr, l2, x_next,        \\
+                            x_next != NULL ? z_next + j0 : NULL);                     \\
+        *done = j0;                                                                   \\
+        return total;                                                                 \\
+    }
+    FASTNN_DESCEND_BLOCKS(float, fastnn_descend_blocks_float, fastnn_descend_block_float,
+                          fastnn_descend_narrow_float)
+    FASTNN_DESCEND_BLOCKS(double, fastnn_descend_blocks_double, fastnn_descend_block_double,
+                          fastnn_descend_narrow_double)
     """
-    enum: FASTNN_ONLINE_BLOCK
-    enum: FASTNN_ONLINE_NARROW
-    double fastnn_descend_block_float(float* p, const float* x, const float* d,
-                                      Py_ssize_t n_rows, Py_ssize_t n_cols, float lr,
-                                      float l2, const float* x_next,
-                                      float* z_next) noexcept nogil
-    double fastnn_descend_block_double(double* p, const double* x, const double* d,
-                                       Py_ssize_t n_rows, Py_ssize_t n_cols, double lr,
-                                       double l2, const double* x_next,
-                                       double* z_next) noexcept nogil
-    double fastnn_descend_narrow_float(float* p, const float* x, const float* d,
+    double fastnn_descend_blocks_float(float* p, const float* x, const float* d,
                                        Py_ssize_t n_rows, Py_ssize_t n_cols, float lr,
-                                       float l2, const float* x_next,
-                                       float* z_next) noexcept nogil
-    double fastnn_descend_narrow_double(double* p, const double* x, const double* d,
+                                       float l2, const float* x_next, float* z_next,
+                                       Py_ssize_t* done) noexcept nogil
+    double fastnn_descend_blocks_double(double* p, const double* x, const double* d,
                                         Py_ssize_t n_rows, Py_ssize_t n_cols, double lr,
-                                        double l2, const double* x_next,
-                                        double* z_next) noexcept nogil
+                                        double l2, const double* x_next, double* z_next,
+                                        Py_ssize_t* done) noexcept nogil
 
 
 cdef extern from "<pthread.h>" nogil:
@@ -1340,8 +1351,9 @@ cdef double _descend_outer(floating* p, const floating* x, const floating* d,
 
     With ``x_next``, the same pass over the weights also makes ``z_next = x_next @ p``
     (the new p): the next online sample's first-layer product, which then costs no
-    second trip through the weights and no BLAS call (see _sgd_epoch). Whole blocks of
-    FASTNN_ONLINE_BLOCK columns go to the vector loop above, the rest to a plain one.
+    second trip through the weights and no BLAS call (see _online_run). Whole blocks of
+    FASTNN_ONLINE_BLOCK, then of FASTNN_ONLINE_NARROW columns go to the vector loops above
+    (FASTNN_DESCEND_BLOCKS), the rest to a plain one.
     """
     cdef Py_ssize_t r, j, j0 = 0
     cdef floating* row
@@ -1354,26 +1366,14 @@ cdef double _descend_outer(floating* p, const floating* x, const floating* d,
         if x_next != NULL:
             z_next[0] = <floating> _dot(x_next, p, n_rows)
         return _sum_squares(p, n_rows) if l2 != 0 else 0
-    while j0 + FASTNN_ONLINE_BLOCK <= n_cols:
-        if floating is float:
-            total += fastnn_descend_block_float(
-                p + j0, x, d + j0, n_rows, n_cols, lr, l2, x_next,
-                z_next + j0 if x_next != NULL else NULL)
-        else:
-            total += fastnn_descend_block_double(
-                p + j0, x, d + j0, n_rows, n_cols, lr, l2, x_next,
-                z_next + j0 if x_next != NULL else NULL)
-        j0 += FASTNN_ONLINE_BLOCK
-    while j0 + FASTNN_ONLINE_NARROW <= n_cols:  # narrow layers, and the rest of wide ones
-        if floating is float:
-            total += fastnn_descend_narrow_float(
-                p + j0, x, d + j0, n_rows, n_cols, lr, l2, x_next,
-                z_next + j0 if x_next != NULL else NULL)
-        else:
-            total += fastnn_descend_narrow_double(
-                p + j0, x, d + j0, n_rows, n_cols, lr, l2, x_next,
-                z_next + j0 if x_next != NULL else NULL)
-        j0 += FASTNN_ONLINE_NARROW
+    # Whole blocks (FASTNN_DESCEND_BLOCKS): wide ones, then narrow ones for narrow layers
+    # and the rest of wide ones.
+    if floating is float:
+        total = fastnn_descend_blocks_float(p, x, d, n_rows, n_cols, lr, l2, x_next, z_next,
+                                            &j0)
+    else:
+        total = fastnn_descend_blocks_double(p, x, d, n_rows, n_cols, lr, l2, x_next,
+                                             z_next, &j0)
     if j0 < n_cols:  # the last columns, fewer than a narrow block
         if x_next != NULL:
             for j in range(j0, n_cols):

@@ -1421,6 +1421,29 @@ def _descend_block(typingctx, W, x, d, x_next, z_next, j0, rate, keep, forward, 
 
 
 @_jit(inline="always")
+def _descend_blocks(W, x, d, x_next, z_next, j0, rate, keep, forward, penalized, columns):
+    """_descend_block on the whole blocks of ``columns`` (a literal) from column ``j0``;
+    returns the sum of their squares and the first column after them. Each case is a
+    loop of its own (the flags are literals there)."""
+    total = 0.0
+    while j0 + columns <= W.shape[1]:
+        if forward and penalized:
+            total += _descend_block(W, x, d, x_next, z_next, j0, rate, keep, True, True,
+                                    columns)
+        elif forward:
+            total += _descend_block(W, x, d, x_next, z_next, j0, rate, keep, True, False,
+                                    columns)
+        elif penalized:
+            total += _descend_block(W, x, d, x_next, z_next, j0, rate, keep, False, True,
+                                    columns)
+        else:
+            total += _descend_block(W, x, d, x_next, z_next, j0, rate, keep, False, False,
+                                    columns)
+        j0 += columns
+    return total, j0
+
+
+@_jit(inline="always")
 def _descend_outer(W, x, d, rate, l2, x_next, z_next):
     """Plain SGD from an outer product, ``W[r, j] -= rate (x[r] d[j] + l2 W[r, j])``,
     computed as ``(1 - rate l2) W[r, j] - x[r] (rate d[j])``; with a non-empty ``x_next``
@@ -1428,7 +1451,7 @@ def _descend_outer(W, x, d, rate, l2, x_next, z_next):
     the sum of the new W's squares when l2 is not 0, else 0.
 
     Mirrors csrc/_kernels.pyx:_descend_outer, same arithmetic (the next online row's
-    first-layer product made by the update: see _sgd_epoch): whole blocks of columns in
+    first-layer product made by the update: see _online_run): whole blocks of columns in
     _descend_block, the rest in a plain loop.
     """
     # In the dtype of W, as the Cython kernels: a float64 scalar would make every
@@ -1438,38 +1461,13 @@ def _descend_outer(W, x, d, rate, l2, x_next, z_next):
     forward = x_next.shape[0] > 0
     penalized = l2 != 0
     n_rows, n_cols = W.shape
-    total = 0.0
-    j0 = 0
     # Blocks of _BLOCK_COLUMNS, then of _NARROW_COLUMNS (narrow layers, and the rest of
-    # wide ones); each block size a literal, each case a loop of its own.
-    while j0 + _BLOCK_COLUMNS <= n_cols:
-        if forward and penalized:
-            total += _descend_block(W, x, d, x_next, z_next, j0, rate, keep, True,
-                                    True, _BLOCK_COLUMNS)
-        elif forward:
-            total += _descend_block(W, x, d, x_next, z_next, j0, rate, keep, True,
-                                    False, _BLOCK_COLUMNS)
-        elif penalized:
-            total += _descend_block(W, x, d, x_next, z_next, j0, rate, keep, False,
-                                    True, _BLOCK_COLUMNS)
-        else:
-            total += _descend_block(W, x, d, x_next, z_next, j0, rate, keep, False,
-                                    False, _BLOCK_COLUMNS)
-        j0 += _BLOCK_COLUMNS
-    while j0 + _NARROW_COLUMNS <= n_cols:
-        if forward and penalized:
-            total += _descend_block(W, x, d, x_next, z_next, j0, rate, keep, True,
-                                    True, _NARROW_COLUMNS)
-        elif forward:
-            total += _descend_block(W, x, d, x_next, z_next, j0, rate, keep, True,
-                                    False, _NARROW_COLUMNS)
-        elif penalized:
-            total += _descend_block(W, x, d, x_next, z_next, j0, rate, keep, False,
-                                    True, _NARROW_COLUMNS)
-        else:
-            total += _descend_block(W, x, d, x_next, z_next, j0, rate, keep, False,
-                                    False, _NARROW_COLUMNS)
-        j0 += _NARROW_COLUMNS
+    # wide ones).
+    total, j0 = _descend_blocks(W, x, d, x_next, z_next, 0, rate, keep, forward, penalized,
+                                _BLOCK_COLUMNS)
+    narrow, j0 = _descend_blocks(W, x, d, x_next, z_next, j0, rate, keep, forward,
+                                 penalized, _NARROW_COLUMNS)
+    total += narrow
     if j0 == n_cols:
         return total
     if n_cols == 1:  # a column (a single output unit): one loop down the rows
