@@ -1554,7 +1554,7 @@ cdef bint _online_run(const EpochCall* call, floating* params, Py_ssize_t stop,
     # A log loss is taken after the update (the output activations stay where they are
     # unless the output layer is the first, whose next product overwrites them). Its log
     # is a call of long latency, and the update's pass, a long run of instructions after
-    # it, waited on it to retire: W2 ran 7-9% (float64) and 16% (float32) faster with the
+    # it, waited on it to retire: W2 ran 8% (float64) and 13% (float32) faster with the
     # log after the pass. The loss of clipped probabilities is finite: nothing to check
     # before the update.
     cdef bint later = obj.loss != _codes.SQUARED_ERROR and L > 1

@@ -353,13 +353,11 @@ class NjitLoopRunner(Runner):
 
 
 def _aligned_copy(array, dtype):
-    """A new cache-line-aligned vector of ``array``'s values in ``dtype``: what the
-    estimators train (fastnn._network.aligned)."""
+    """A new vector of ``array``'s values in ``dtype``, on a cache line as the estimators'
+    buffer is (fastnn._network.aligned)."""
     from .. import _network
 
-    out = _network.aligned_empty(np.size(array), dtype)
-    out[...] = np.ravel(array)
-    return out
+    return _network.aligned(np.array(array, dtype=dtype).ravel())
 
 
 def _unpack(problem):
