@@ -305,3 +305,52 @@ def test_targets_compare_cython_with_the_named_peer_at_the_same_dtype_and_thread
     assert numba["value"] == 0.69 and numba["met"] is False
     lines = targets.format_targets(targets.evaluate(document))
     assert any(w6 in line and "MISSED" in line for line in lines.splitlines())
+
+
+def test_implementations_take_turns_and_a_broken_one_does_not_stop_the_others():
+    import contextlib
+
+    from fastnn._bench.suite import time_in_turns, time_runner
+
+    calls = []
+
+    class Fake:
+        def __init__(self, name, seconds, fail_at=None, fail_warm_up=False):
+            self.name, self.seconds, self.fail_at = name, list(seconds), fail_at
+            self.fail_warm_up, self.trained = fail_warm_up, 0
+
+        def threads(self):
+            return contextlib.nullcontext()
+
+        def warm_up(self):
+            calls.append((self.name, "warm_up"))
+            if self.fail_warm_up:
+                raise RuntimeError(f"{self.name} cannot start")
+
+        def reset(self):
+            pass
+
+        def train(self):
+            calls.append((self.name, "train"))
+            self.trained += 1
+            if self.trained == self.fail_at:
+                raise ValueError(f"{self.name} broke")
+            return self.seconds.pop(0)
+
+    fast = Fake("fast", [0.3, 0.1, 0.2, 0.4])
+    slow = Fake("slow", [2.0])
+    broken = Fake("broken", [0.1, 0.1, 0.1], fail_at=2)
+    dead = Fake("dead", [], fail_warm_up=True)
+    outcomes = time_in_turns([fast, slow, broken, dead], min_time=1.0, max_repeats=3)
+    # Warm-ups first, then rounds of one call each: slow is done after one call (over
+    # min_time), broken stops at its failure, fast stops at max_repeats.
+    assert calls == [("fast", "warm_up"), ("slow", "warm_up"), ("broken", "warm_up"),
+                     ("dead", "warm_up"),
+                     ("fast", "train"), ("slow", "train"), ("broken", "train"),
+                     ("fast", "train"), ("broken", "train"),
+                     ("fast", "train")]
+    assert outcomes[0] == 0.1 and outcomes[1] == 2.0
+    assert isinstance(outcomes[2], ValueError) and isinstance(outcomes[3], RuntimeError)
+    with pytest.raises(RuntimeError, match="dead cannot start"):
+        time_runner(Fake("dead", [], fail_warm_up=True), 1.0, 3)
+    assert time_runner(Fake("one", [0.5, 0.25, 0.75]), min_time=1.0, max_repeats=5) == 0.25

@@ -1,11 +1,12 @@
 """Run a selection of workloads x implementations x dtypes x threads and derive the figures.
 
 Per run: the best of a few timed ``train`` calls (each from the same initial weights, after
-one untimed warm-up), then samples/s (samples x epochs / seconds), GFLOP/s (samples/s x the
-workload's FLOPs per sample), % of the GEMM peak of the same dtype and threads, the ratio
-to the best peer of the same workload, dtype and threads (peers: NumPy reference,
-scikit-learn, PyTorch, the plain ``@njit`` loop), the ratio to Cython, and the same-work
-check.
+one untimed warm-up; the implementations of one workload, dtype and thread count take
+turns, one call each per round), then samples/s (samples x epochs / seconds), GFLOP/s
+(samples/s x the workload's FLOPs per sample), % of the GEMM peak of the same dtype and
+threads, the ratio to the best peer of the same workload, dtype and threads (peers: NumPy
+reference, scikit-learn, PyTorch, the plain ``@njit`` loop), the ratio to Cython, and the
+same-work check.
 """
 
 import datetime
@@ -39,27 +40,64 @@ class Options:
     epochs: int = None
     data_dir: str = None
     min_time: float = None  # keep repeating a run until this many seconds were timed
-    max_repeats: int = None
+    max_repeats: int = None  # at most this many (fast runs: W1-W3 take 0.003-0.3 s)
     import_time: bool = True
 
     def __post_init__(self):
         if self.min_time is None:
             self.min_time = 0.5 if self.quick else 1.0
         if self.max_repeats is None:
-            self.max_repeats = 5
+            self.max_repeats = 20
 
 
 def time_runner(runner, min_time, max_repeats):
     """Warm up, then the best seconds of ``train`` over up to ``max_repeats`` calls (at
     least one, more while less than ``min_time`` seconds were timed in all)."""
-    with runner.threads():
-        runner.warm_up()
-        best, total, repeats = float("inf"), 0.0, 0
-        while repeats < max(1, max_repeats) and (repeats == 0 or total < min_time):
-            runner.reset()
-            seconds = runner.train()
-            best, total, repeats = min(best, seconds), total + seconds, repeats + 1
-    return best
+    outcome = time_in_turns([runner], min_time, max_repeats)[0]
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+def time_in_turns(runners, min_time, max_repeats):
+    """``time_runner`` for several runners at once, taking turns: all are warmed up, then
+    each round calls ``train`` once on every runner not yet done. The host's speed drifts
+    by 10-20% over seconds on shared machines; in turns, every implementation is timed
+    across the same stretch of it, so their ratios do not depend on which ran first.
+
+    Returns one entry per runner: its best seconds, or the exception its warm-up or a
+    call raised (that runner takes no further turns; the others go on).
+    """
+    outcomes = [None] * len(runners)
+    best = [float("inf")] * len(runners)
+    total = [0.0] * len(runners)
+    repeats = [0] * len(runners)
+    for i, runner in enumerate(runners):
+        try:
+            with runner.threads():
+                runner.warm_up()
+        except Exception as exc:  # one broken implementation must not hide the rest
+            outcomes[i] = exc
+
+    def wants_more(i):
+        return outcomes[i] is None and repeats[i] < max(1, max_repeats) and (
+            repeats[i] == 0 or total[i] < min_time)
+
+    while any(wants_more(i) for i in range(len(runners))):
+        for i, runner in enumerate(runners):
+            if not wants_more(i):
+                continue
+            try:
+                with runner.threads():
+                    runner.reset()
+                    seconds = runner.train()
+            except Exception as exc:
+                outcomes[i] = exc
+                continue
+            best[i] = min(best[i], seconds)
+            total[i] += seconds
+            repeats[i] += 1
+    return [outcome if outcome is not None else best[i] for i, outcome in enumerate(outcomes)]
 
 
 def measurement(runner, seconds, peak_gflops, check):
@@ -115,21 +153,34 @@ def run_workload(workload_id, options, peaks, checker):
     records = []
     for dtype in options.dtypes:
         for threads in options.threads:
+            # impl -> its runner, or the record that says why it did not run
+            runs = {}
             for impl in options.impls:
                 runner_class = RUNNERS[impl]
                 reason = runner_class.unavailable(workload)
                 if reason:
-                    records.append(_not_run(workload, impl, dtype, threads, "skipped", reason))
+                    runs[impl] = _not_run(workload, impl, dtype, threads, "skipped", reason)
                     continue
                 try:
-                    runner = runner_class(problem, dtype, threads)
-                    seconds = time_runner(runner, options.min_time, options.max_repeats)
-                    checker.record(runner)
-                    check = checker.check(runner)
+                    runs[impl] = runner_class(problem, dtype, threads)
                 except Exception as exc:  # one broken implementation must not hide the rest
+                    runs[impl] = _not_run(workload, impl, dtype, threads, "failed", _one_line(exc))
+            timed = [impl for impl in runs if not isinstance(runs[impl], dict)]
+            outcomes = dict(zip(timed, time_in_turns([runs[impl] for impl in timed],
+                                                     options.min_time, options.max_repeats)))
+            for impl, run in runs.items():
+                if isinstance(run, dict):
+                    records.append(run)
+                    continue
+                try:
+                    if isinstance(outcomes[impl], BaseException):
+                        raise outcomes[impl]
+                    checker.record(run)
+                    check = checker.check(run)
+                except Exception as exc:
                     records.append(_not_run(workload, impl, dtype, threads, "failed", _one_line(exc)))
                     continue
-                records.append(measurement(runner, seconds, peaks[dtype].get(threads), check))
+                records.append(measurement(run, outcomes[impl], peaks[dtype].get(threads), check))
     return problem, records
 
 
