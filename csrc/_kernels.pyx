@@ -2137,6 +2137,50 @@ def corrupt(const floating[:, ::1] X, const int64_t[::1] sample_index, int noise
 # Rosenblatt's perceptron (scikit-learn's _plain_sgd with the perceptron loss)
 # --------------------------------------------------------------------------------------
 
+cdef inline bint _perceptron_step(floating* coef, floating* intercept, const floating* x,
+                                  const floating* Y, const floating* sample_weight,
+                                  Py_ssize_t i, Py_ssize_t c, Py_ssize_t n_classes,
+                                  Py_ssize_t n_features, double eta, bint fit_intercept,
+                                  const floating* weight_pos, const floating* weight_neg,
+                                  int64_t* n_updates, double* objective_sum,
+                                  double* wide, double p) noexcept nogil:
+    """Sample i, class c, given its margin p = x . w_c + b_c: adds its criterion to
+    objective_sum[c] and, for a mistake, updates w_c (and its double copy ``wide`` for
+    float32) and b_c. Returns whether the weights changed."""
+    cdef double y = Y[i * n_classes + c], update
+    cdef floating step
+    cdef floating* w = coef + c * n_features
+    cdef Py_ssize_t j
+    objective_sum[c] += max(0.0, -y * p)
+    if y * p <= 0:
+        update = (eta * y) * ((weight_pos[c] if y > 0 else weight_neg[c])
+                              * sample_weight[i])
+        if update != 0:
+            step = <floating> update
+            for j in range(n_features):
+                w[j] += step * x[j]
+            if floating is float:
+                for j in range(n_features):
+                    wide[c * n_features + j] = w[j]
+            n_updates[c] += 1
+            if fit_intercept:
+                intercept[c] = <floating> (intercept[c] + update)
+            return 1
+    return 0
+
+
+cdef inline double _perceptron_margin(const floating* x, const floating* coef,
+                                      const floating* intercept, const double* wide,
+                                      Py_ssize_t c, Py_ssize_t n_features) noexcept nogil:
+    """x . w_c + b_c (float32 dots the row with the double copy of w_c)."""
+    cdef double p
+    if floating is float:
+        p = _dot(x, wide + c * n_features, n_features)
+    else:
+        p = _dot(x, coef + c * n_features, n_features)
+    return p + intercept[c]
+
+
 cdef void _perceptron_epoch_plain(floating* coef, floating* intercept, const floating* X,
                                  const floating* Y, const floating* sample_weight,
                                  const int64_t* order, Py_ssize_t n_order,
@@ -2148,12 +2192,48 @@ cdef void _perceptron_epoch_plain(floating* coef, floating* intercept, const flo
     """_perceptron_epoch without penalties: the same steps less the ones that do nothing
     when both strengths are zero, so that a separated epoch is a dot product and a compare
     per sample. For float32, ``wide`` holds a double copy of coef, kept equal to it
-    (n_classes x n_features), so that the dot product widens only the input."""
-    cdef Py_ssize_t t, c, j, i
+    (n_classes x n_features), so that the dot product widens only the input.
+
+    One class (binary problems, W1) goes two samples at a time: both margins are taken
+    with the same weights, in one stretch of code, so that the two dot products overlap
+    (each is a chain of dependent additions), and the second is taken again when the
+    first sample changed the weights. The steps and their results are those of one sample
+    at a time. Measured on W1 (A/B in one process, best of 8 trainings): float32 45.8-47.1
+    -> 47.8-49.8 M samples/s, float64 33.8-34.1 -> 34.1-34.5 M (memory bound)."""
+    cdef Py_ssize_t t, c, i, i2
     cdef const floating* x
-    cdef floating* w
-    cdef double p, y, update
-    cdef floating step
+    cdef const floating* x2
+    cdef double p, p2
+    cdef bint updated
+    if n_classes == 1 and active[0]:
+        t = 0
+        while t + 1 < n_order:
+            i = order[t]
+            i2 = order[t + 1]
+            x = X + i * n_features
+            x2 = X + i2 * n_features
+            if prefetch and t + 1 + PREFETCH_AHEAD < n_order:
+                _prefetch_row(X + order[t + PREFETCH_AHEAD] * n_features, n_features)
+                _prefetch_row(X + order[t + 1 + PREFETCH_AHEAD] * n_features, n_features)
+            p = _perceptron_margin(x, coef, intercept, wide, 0, n_features)
+            p2 = _perceptron_margin(x2, coef, intercept, wide, 0, n_features)
+            updated = _perceptron_step(coef, intercept, x, Y, sample_weight, i, 0, 1,
+                                       n_features, eta, fit_intercept, weight_pos,
+                                       weight_neg, n_updates, objective_sum, wide, p)
+            if updated:
+                p2 = _perceptron_margin(x2, coef, intercept, wide, 0, n_features)
+            _perceptron_step(coef, intercept, x2, Y, sample_weight, i2, 0, 1,
+                             n_features, eta, fit_intercept, weight_pos,
+                             weight_neg, n_updates, objective_sum, wide, p2)
+            t += 2
+        if t < n_order:
+            i = order[t]
+            x = X + i * n_features
+            p = _perceptron_margin(x, coef, intercept, wide, 0, n_features)
+            _perceptron_step(coef, intercept, x, Y, sample_weight, i, 0, 1,
+                             n_features, eta, fit_intercept, weight_pos,
+                             weight_neg, n_updates, objective_sum, wide, p)
+        return
     for t in range(n_order):
         i = order[t]
         x = X + i * n_features
@@ -2162,27 +2242,10 @@ cdef void _perceptron_epoch_plain(floating* coef, floating* intercept, const flo
         for c in range(n_classes):
             if not active[c]:
                 continue
-            w = coef + c * n_features
-            if floating is float:
-                p = _dot(x, wide + c * n_features, n_features) + intercept[c]
-            else:
-                p = _dot(x, w, n_features) + intercept[c]
-            y = Y[i * n_classes + c]
-            objective_sum[c] += max(0.0, -y * p)
-            if y * p <= 0:
-                # grouped as scikit-learn: (eta y) * (class weight * sample weight)
-                update = (eta * y) * ((weight_pos[c] if y > 0 else weight_neg[c])
-                                      * sample_weight[i])
-                if update != 0:
-                    step = <floating> update
-                    for j in range(n_features):
-                        w[j] += step * x[j]
-                    if floating is float:
-                        for j in range(n_features):
-                            wide[c * n_features + j] = w[j]
-                    n_updates[c] += 1
-                    if fit_intercept:
-                        intercept[c] = <floating> (intercept[c] + update)
+            p = _perceptron_margin(x, coef, intercept, wide, c, n_features)
+            _perceptron_step(coef, intercept, x, Y, sample_weight, i, c, n_classes,
+                             n_features, eta, fit_intercept, weight_pos,
+                             weight_neg, n_updates, objective_sum, wide, p)
 
 
 cdef int _perceptron_epoch(floating* coef, floating* intercept, const floating* X,

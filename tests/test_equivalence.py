@@ -357,6 +357,8 @@ def test_corrupt_matches_reference(fast_backend, dtype, noise):
 
 PERCEPTRON_CASES = {  # n_classes, l2_strength, l1_strength, fit_intercept, class/sample weights
     "binary": (1, 0.0, 0.0, True, False),
+    # An odd number of samples: the compiled binary epoch goes two samples at a time.
+    "binary-odd": (1, 0.0, 0.0, True, False),
     "binary-weighted-no-intercept": (1, 0.0, 0.0, False, True),
     "multiclass-l2": (3, 0.01, 0.0, True, False),
     "multiclass-l1-weighted": (3, 0.0, 0.01, True, True),
@@ -371,7 +373,8 @@ PERCEPTRON_CASES = {  # n_classes, l2_strength, l1_strength, fit_intercept, clas
 def test_perceptron_epochs_match_reference(fast_backend, case, dtype):
     n_classes, l2_strength, l1_strength, fit_intercept, weighted = PERCEPTRON_CASES[case]
     rng = np.random.RandomState(3)
-    n_samples, n_features = (6000, 200) if case == "binary-prefetched" else (60, 7)
+    n_samples, n_features = {"binary-prefetched": (6000, 200), "binary-odd": (61, 7)}.get(
+        case, (60, 7))
     X = rng.normal(size=(n_samples, n_features)).astype(dtype)
     labels = rng.randint(0, max(n_classes, 2), n_samples)
     if n_classes == 1:
