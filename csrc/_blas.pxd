@@ -44,27 +44,77 @@ ctypedef fused other_floating:
     double
 
 
+cdef extern from *:
+    """
+    /* _dot's sums: LANES (32) double accumulators, held as vectors of the machine's own
+       width (a wider GCC vector is split by the compiler into slow code: see
+       _kernels.pyx's online block), added pairwise at the end. Written with GCC/Clang
+       vector types because the same loops in Cython kept the accumulators on the stack,
+       and the pairwise sum became 32 scalar loads a call (W1's perceptron). */
+    #if defined(__AVX512F__)
+    #define FASTNN_VECTOR_BYTES 64
+    #elif defined(__AVX__)
+    #define FASTNN_VECTOR_BYTES 32
+    #else
+    #define FASTNN_VECTOR_BYTES 16
+    #endif
+    typedef double fastnn_dot_vd
+        __attribute__((vector_size(FASTNN_VECTOR_BYTES), aligned(8), may_alias));
+    typedef float fastnn_dot_vf
+        __attribute__((vector_size(FASTNN_VECTOR_BYTES / 2), aligned(4), may_alias));
+    enum { fastnn_dot_lanes = FASTNN_VECTOR_BYTES / 8,
+           fastnn_dot_count = 32 / fastnn_dot_lanes };
+    #define FASTNN_DOT_DOUBLE(p) (*(const fastnn_dot_vd*) (p))
+    #define FASTNN_DOT_FLOAT(p)                                                       \\
+        __builtin_convertvector(*(const fastnn_dot_vf*) (p), fastnn_dot_vd)
+    #define FASTNN_DOT(NAME, TX, TW, LOAD_X, LOAD_W)                                  \\
+    static inline double NAME(const TX* x, const TW* w, Py_ssize_t n) {               \\
+        const fastnn_dot_vd zero = {0};                                               \\
+        fastnn_dot_vd acc[fastnn_dot_count];                                          \\
+        double lanes[8], tail = 0;                                                    \\
+        Py_ssize_t i = 0, blocked = n - n % 32;                                       \\
+        for (int v = 0; v < fastnn_dot_count; v++) acc[v] = zero;                     \\
+        for (; i < blocked; i += 32)                                                  \\
+            for (int v = 0; v < fastnn_dot_count; v++)                                \\
+                acc[v] += LOAD_X(x + i + v * fastnn_dot_lanes)                        \\
+                          * LOAD_W(w + i + v * fastnn_dot_lanes);                     \\
+        for (; i < n; i++) tail += (double) x[i] * (double) w[i];                     \\
+        /* lane l += lane l + 16, then += lane l + 8: whole vectors (none is wider   \\
+           than 8 lanes); then the 8 lanes left as numbers. */                      \\
+        for (int v = 0; v < 16 / fastnn_dot_lanes; v++)                               \\
+            acc[v] += acc[v + 16 / fastnn_dot_lanes];                                 \\
+        for (int v = 0; v < 8 / fastnn_dot_lanes; v++)                                \\
+            acc[v] += acc[v + 8 / fastnn_dot_lanes];                                  \\
+        __builtin_memcpy(lanes, acc, 8 * sizeof(double));                             \\
+        for (int l = 0; l < 4; l++) lanes[l] += lanes[l + 4];                         \\
+        return ((lanes[0] + lanes[2]) + (lanes[1] + lanes[3])) + tail;                \\
+    }
+    FASTNN_DOT(fastnn_dot_ff, float, float, FASTNN_DOT_FLOAT, FASTNN_DOT_FLOAT)
+    FASTNN_DOT(fastnn_dot_fd, float, double, FASTNN_DOT_FLOAT, FASTNN_DOT_DOUBLE)
+    FASTNN_DOT(fastnn_dot_df, double, float, FASTNN_DOT_DOUBLE, FASTNN_DOT_FLOAT)
+    FASTNN_DOT(fastnn_dot_dd, double, double, FASTNN_DOT_DOUBLE, FASTNN_DOT_DOUBLE)
+    """
+    double fastnn_dot_ff(const float* x, const float* w, Py_ssize_t n) noexcept nogil
+    double fastnn_dot_fd(const float* x, const double* w, Py_ssize_t n) noexcept nogil
+    double fastnn_dot_df(const double* x, const float* w, Py_ssize_t n) noexcept nogil
+    double fastnn_dot_dd(const double* x, const double* w, Py_ssize_t n) noexcept nogil
+
+
 cdef inline double _dot(const floating* x, const other_floating* w,
                         Py_ssize_t n) noexcept nogil:
-    """x . w accumulated in double, in LANES independent sums (vectorised)."""
-    cdef Py_ssize_t i = 0, lane, blocked = n - n % LANES
-    cdef double acc[LANES]
-    for lane in range(LANES):
-        acc[lane] = 0
-    while i < blocked:
-        for lane in range(LANES):
-            acc[lane] += <double> x[i + lane] * w[i + lane]
-        i += LANES
-    for i in range(blocked, n):
-        acc[0] += <double> x[i] * w[i]
-    # Pairwise, in loops of constant length the compiler unrolls (LANES is 32).
-    for lane in range(16):
-        acc[lane] += acc[lane + 16]
-    for lane in range(8):
-        acc[lane] += acc[lane + 8]
-    for lane in range(4):
-        acc[lane] += acc[lane + 4]
-    return (acc[0] + acc[2]) + (acc[1] + acc[3])
+    """x . w accumulated in double, in LANES independent sums (vectorised), added
+    pairwise; the entries after the last whole block of LANES in a sum of their own,
+    added last (fastnn_dot_*)."""
+    if floating is float:
+        if other_floating is float:
+            return fastnn_dot_ff(x, w, n)
+        else:
+            return fastnn_dot_fd(x, w, n)
+    else:
+        if other_floating is float:
+            return fastnn_dot_df(x, w, n)
+        else:
+            return fastnn_dot_dd(x, w, n)
 
 
 cdef enum:

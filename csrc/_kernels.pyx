@@ -97,13 +97,7 @@ cdef extern from *:
        block narrower than one of them takes vectors as wide as the block. */
     #define FASTNN_ONLINE_BLOCK 32
     #define FASTNN_ONLINE_NARROW 8
-    #if defined(__AVX512F__)
-    #define FASTNN_VECTOR_BYTES 64
-    #elif defined(__AVX__)
-    #define FASTNN_VECTOR_BYTES 32
-    #else
-    #define FASTNN_VECTOR_BYTES 16
-    #endif
+    /* FASTNN_VECTOR_BYTES, the machine's vector width: _blas.pxd (_dot). */
     #define FASTNN_BLOCK_BYTES(T, COLUMNS)                                             \\
         ((COLUMNS) * sizeof(T) < FASTNN_VECTOR_BYTES ? (COLUMNS) * sizeof(T)          \\
                                                       : FASTNN_VECTOR_BYTES)
