@@ -48,7 +48,8 @@ import numpy as np
 
 from . import _codes
 from ._backend import BACKENDS, kernels
-from ._network import aligned, as_layer_units, glorot_uniform_init, n_params, unpack
+from ._network import (aligned, as_layer_units, glorot_uniform_init, n_params, read_only,
+                       unpack)
 from ._params import ParamsMixin
 from ._validation import (
     ConvergenceWarning,
@@ -463,6 +464,10 @@ class BaseNetwork(ParamsMixin):
         state = self._optimizer_state
         optimizer = _codes.OPTIMIZERS[self.solver]
         n_samples = len(train_rows)
+        # The kernels' inputs read-only once, not by the Numba kernels at every epoch.
+        X, Y, sample_weight = read_only(X), read_only(Y), read_only(sample_weight)
+        layer_units = read_only(self._layer_units)
+        penalized = read_only(penalties["penalized"])
         # Index into the training rows; shuffled cumulatively like sklearn.utils.shuffle.
         sample_idx = np.arange(n_samples)
         for _ in range(self.max_iter):
@@ -470,14 +475,14 @@ class BaseNetwork(ParamsMixin):
                 sample_idx = sample_idx[random_state.permutation(n_samples)]
             order = np.ascontiguousarray(train_rows[sample_idx], dtype=np.int64)
             loss_sum, penalty_sum, ok = module.sgd_epoch(
-                self._params, self._layer_units, hidden_code, out_code, loss_code,
+                self._params, layer_units, hidden_code, out_code, loss_code,
                 X, Y, sample_weight, order, batch_size,
                 optimizer, state["learning_rate"], float(self.momentum),
                 bool(self.nesterovs_momentum), float(self.beta_1), float(self.beta_2),
                 float(self.epsilon), state["adam_step"], state["velocity"],
                 state["second_moment"], float(self.alpha),
                 penalties["l1_weight"], penalties["kl_weight"], penalties["kl_target"],
-                penalties["contraction_weight"], penalties["penalized"], penalties["noise"],
+                penalties["contraction_weight"], penalized, penalties["noise"],
                 penalties["noise_level"], penalties["noise_seed"], self._epoch_count,
                 workspace,
             )

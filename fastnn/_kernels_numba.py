@@ -24,6 +24,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from fastnn import _blas_threads
+from fastnn._network import read_only
 from fastnn._codes import (
     ADAM,
     BINARY_LOG_LOSS,
@@ -1188,6 +1189,8 @@ def _run_share(runs, n_runs, n_used, n_in, rank, size):
 
 def _team_size(layer_units, rows, l1_weight, kl_weight, contraction):
     """Mirrors csrc/_kernels.pyx:_team_size."""
+    if rows < 2 * _TEAM_MIN_ROWS:  # one member whatever the rest says (online: every epoch)
+        return 1
     if (_blas_threads.controls() is None or contraction or l1_weight > 0 or kl_weight > 0
             or rows * int(layer_units[0]) * int(layer_units[1]) < _COMPACT_MIN_MULADDS):
         return 1
@@ -2112,17 +2115,10 @@ _NO_TEAM = {dtype: (np.zeros(3, dtype=np.int64), np.zeros(1), np.zeros(3, dtype=
                     np.zeros(1, dtype=dtype)) for dtype in _EPS}
 
 
-def _read_only(array):
-    """A read-only view of an input array.
-
-    Numba compiles one signature per argument type, and read-only arrays are a type of
-    their own; presenting every input read-only keeps it to one signature per dtype.
-    """
-    if not array.flags.writeable:
-        return array
-    view = array.view()
-    view.setflags(write=False)  # a third faster than through view.flags
-    return view
+# Numba compiles one signature per argument type, and read-only arrays are a type of
+# their own; presenting every input read-only keeps it to one signature per dtype. Callers
+# that pass the same inputs every epoch make them read-only once (_network.read_only).
+_read_only = read_only
 
 
 _NO_SEED = np.uint64(0)

@@ -77,6 +77,18 @@ def aligned(params):
     return out
 
 
+def read_only(array):
+    """``array`` if it is read-only, else a read-only view of it: the kernels' inputs.
+    The Numba backend converts every input this way per call (a quarter of a microsecond
+    for each writeable one); callers that pass the same arrays every epoch convert them
+    once."""
+    if not array.flags.writeable:
+        return array
+    view = array.view()
+    view.setflags(write=False)  # a third faster than through view.flags
+    return view
+
+
 def pack(coefs, intercepts, dtype=None):
     """A new flat buffer (aligned) holding ``coefs`` and ``intercepts`` in the shared
     layout."""

@@ -22,6 +22,7 @@ import warnings
 import numpy as np
 
 from .. import _backend, _codes
+from .._network import read_only
 from . import machine, njit_loop
 
 FASTNN_IMPLS = ("cython", "numba", "numpy")
@@ -87,13 +88,18 @@ class FastnnRunner(Runner):
         super().__init__(problem, dtype, threads)
         self.kernels = _backend.kernels(self.backend)
         w = self.workload
-        self.sample_weight = np.ones(self.X.shape[0], dtype=self.dtype)
+        # The inputs read-only once, as the estimators pass them (_network.read_only).
+        self.X, self.Y = read_only(self.X), read_only(self.Y)
+        self.sample_weight = read_only(np.ones(self.X.shape[0], dtype=self.dtype))
+        self.orders = [read_only(order) for order in problem.orders]
         if not w.is_perceptron:
+            self.layer_units = read_only(np.asarray(problem.layer_units, dtype=np.int64))
             self.workspace = self.kernels.make_workspace(
-                problem.layer_units, w.batch_size, self.dtype, False)
+                self.layer_units, w.batch_size, self.dtype, False)
             self.codes = (_codes.ACTIVATIONS[w.activation],
                           _codes.ACTIVATIONS[w.output_activation], _codes.LOSSES[w.loss])
-            self.penalized = np.zeros(len(problem.layer_units) - 2, dtype=np.int64)
+            self.penalized = read_only(
+                np.zeros(len(problem.layer_units) - 2, dtype=np.int64))
         self.reset()
 
     @classmethod
@@ -118,7 +124,7 @@ class FastnnRunner(Runner):
         self.reset()
 
     def _epoch(self, epoch, order_index):
-        order = self.problem.orders[order_index]
+        order = self.orders[order_index]
         if self.workload.is_perceptron:
             ones = np.ones(1, dtype=self.dtype)
             ok = self.kernels.perceptron_epoch(
@@ -129,7 +135,7 @@ class FastnnRunner(Runner):
             return None, ok
         hidden, output, loss = self.codes
         loss_sum, _, ok = self.kernels.sgd_epoch(
-            self.params, self.problem.layer_units, hidden, output, loss, self.X, self.Y,
+            self.params, self.layer_units, hidden, output, loss, self.X, self.Y,
             self.sample_weight, order, self.workload.batch_size, _codes.SGD,
             self.workload.learning_rate, 0.0, False, 0.9, 0.999, 1e-8, 0, self.velocity,
             self.second_moment, 0.0, 0.0, 0.0, 0.05, 0.0, self.penalized, _codes.NO_NOISE,
