@@ -67,6 +67,13 @@ cdef extern from *:
     static int fastnn_load(const int* flag) {
         return __atomic_load_n(flag, __ATOMIC_ACQUIRE);
     }
+    /* The perceptron's two-thread epoch (PerceptronSplit): block counters. */
+    static int64_t fastnn_load64(const int64_t* x) {
+        return __atomic_load_n(x, __ATOMIC_ACQUIRE);
+    }
+    static void fastnn_store64(int64_t* x, int64_t value) {
+        __atomic_store_n(x, value, __ATOMIC_RELEASE);
+    }
     static void fastnn_store(int* flag, int value) {
         __atomic_store_n(flag, value, __ATOMIC_RELEASE);
     }
@@ -77,6 +84,8 @@ cdef extern from *:
         int size
     void fastnn_barrier_wait(fastnn_barrier* barrier) noexcept nogil
     int fastnn_load(const int* flag) noexcept nogil
+    int64_t fastnn_load64(const int64_t* x) noexcept nogil
+    void fastnn_store64(int64_t* x, int64_t value) noexcept nogil
     void fastnn_store(int* flag, int value) noexcept nogil
     void FASTNN_PAUSE() noexcept nogil
     int sched_yield() noexcept nogil
@@ -2175,6 +2184,188 @@ cdef inline double _perceptron_margin(const floating* x, const floating* coef,
     return p + intercept[c]
 
 
+cdef enum:
+    # Positions of the order in a block of the two-thread perceptron epoch
+    # (PerceptronSplit): 256-4096 gave the same speed in a C prototype.
+    SPLIT_ROWS = 1024
+    # The helper is stopped once its margins went unused in this many more odd blocks
+    # than they were used (see _perceptron_split_epoch).
+    SPLIT_PATIENCE = 3
+
+
+cdef struct PerceptronSplit:
+    # A one-class epoch on two threads. The epoch's own thread runs the samples in order,
+    # as alone; a helper takes, meanwhile, the margins x . w + b of every other block of
+    # the order with the weights as they are, and the thread uses them only if it changed
+    # no weight since the helper began on them. Both take a margin with the same code on
+    # the same weights, so the epoch's results are those of one thread, bit for bit; the
+    # helper saves the reading of half the rows, and an epoch without updates (a
+    # separated problem's later epochs) runs at about twice one core's memory bandwidth.
+    int64_t started       # the block the epoch's thread is in (release / acquire)
+    int64_t published     # the last block whose margins the helper has written
+    int64_t stop          # set by the epoch's thread: the helper returns
+    int64_t first         # the helper takes blocks first + 1, first + 3, ...
+    double* margins       # by position in the order (the helper's blocks only)
+    const void* coef      # the helper's inputs (it only reads them)
+    const void* intercept
+    const void* X
+    const double* wide
+    const int64_t* order
+    Py_ssize_t n_order
+    Py_ssize_t n_features
+    bint is_float
+    bint prefetch
+
+
+cdef void _split_margins(const floating* coef, PerceptronSplit* split) noexcept nogil:
+    """The helper's part: for each of its blocks b, once the epoch's thread has started
+    block b - 1, the margins of block b, then published (release). It may read the
+    weights while the thread changes them; the thread then does not use those margins."""
+    cdef const floating* X = <const floating*> split.X
+    cdef const floating* intercept = <const floating*> split.intercept
+    cdef Py_ssize_t n = split.n_order, n_features = split.n_features
+    cdef Py_ssize_t block, t, stop, n_blocks = (n + SPLIT_ROWS - 1) // SPLIT_ROWS
+    cdef long spins
+    for block in range(split.first + 1, n_blocks, 2):
+        spins = 0
+        while fastnn_load64(&split.started) < block - 1:
+            if fastnn_load64(&split.stop):
+                return
+            spins += 1
+            if spins < FASTNN_SPINS:
+                FASTNN_PAUSE()
+            else:
+                sched_yield()
+        if fastnn_load64(&split.stop):
+            return
+        stop = min((block + 1) * SPLIT_ROWS, n)
+        for t in range(block * SPLIT_ROWS, stop):
+            if split.prefetch and t + PREFETCH_AHEAD < stop:
+                _prefetch_row(X + split.order[t + PREFETCH_AHEAD] * n_features, n_features)
+            split.margins[t] = _perceptron_margin(X + split.order[t] * n_features, coef,
+                                                  intercept, split.wide, 0, n_features)
+        fastnn_store64(&split.published, block)
+
+
+cdef void* _split_thread(void* arg) noexcept nogil:
+    cdef PerceptronSplit* split = <PerceptronSplit*> arg
+    if split.is_float:
+        _split_margins(<const float*> split.coef, split)
+    else:
+        _split_margins(<const double*> split.coef, split)
+    return NULL
+
+
+cdef void _perceptron_one_class(floating* coef, floating* intercept, const floating* X,
+                                const floating* Y, const floating* sample_weight,
+                                const int64_t* order, Py_ssize_t t0, Py_ssize_t t1,
+                                Py_ssize_t n_features, double eta, bint fit_intercept,
+                                const floating* weight_pos, const floating* weight_neg,
+                                int64_t* n_updates, double* objective_sum, double* wide,
+                                bint prefetch) noexcept nogil:
+    """The samples at positions t0 .. t1-1 of a one-class epoch, two at a time: both
+    margins are taken with the same weights, in one stretch of code, so that the two dot
+    products overlap (each is a chain of dependent additions), and the second is taken
+    again when the first sample changed the weights. The steps and their results are
+    those of one sample at a time. Measured on W1 (A/B in one process, best of 8
+    trainings): float32 45.8-47.1 -> 47.8-49.8 M samples/s, float64 33.8-34.1 ->
+    34.1-34.5 M (memory bound)."""
+    cdef Py_ssize_t t = t0, i, i2
+    cdef const floating* x
+    cdef const floating* x2
+    cdef double p, p2
+    cdef bint updated
+    while t + 1 < t1:
+        i = order[t]
+        i2 = order[t + 1]
+        x = X + i * n_features
+        x2 = X + i2 * n_features
+        if prefetch and t + 1 + PREFETCH_AHEAD < t1:
+            _prefetch_row(X + order[t + PREFETCH_AHEAD] * n_features, n_features)
+            _prefetch_row(X + order[t + 1 + PREFETCH_AHEAD] * n_features, n_features)
+        p = _perceptron_margin(x, coef, intercept, wide, 0, n_features)
+        p2 = _perceptron_margin(x2, coef, intercept, wide, 0, n_features)
+        updated = _perceptron_step(coef, intercept, x, Y, sample_weight, i, 0, 1,
+                                   n_features, eta, fit_intercept, weight_pos,
+                                   weight_neg, n_updates, objective_sum, wide, p)
+        if updated:
+            p2 = _perceptron_margin(x2, coef, intercept, wide, 0, n_features)
+        _perceptron_step(coef, intercept, x2, Y, sample_weight, i2, 0, 1,
+                         n_features, eta, fit_intercept, weight_pos,
+                         weight_neg, n_updates, objective_sum, wide, p2)
+        t += 2
+    if t < t1:
+        i = order[t]
+        x = X + i * n_features
+        p = _perceptron_margin(x, coef, intercept, wide, 0, n_features)
+        _perceptron_step(coef, intercept, x, Y, sample_weight, i, 0, 1,
+                         n_features, eta, fit_intercept, weight_pos,
+                         weight_neg, n_updates, objective_sum, wide, p)
+
+
+cdef void _perceptron_split_epoch(floating* coef, floating* intercept, const floating* X,
+                                  const floating* Y, const floating* sample_weight,
+                                  const int64_t* order, Py_ssize_t n_order,
+                                  Py_ssize_t n_features, double eta, bint fit_intercept,
+                                  const floating* weight_pos, const floating* weight_neg,
+                                  int64_t* n_updates, double* objective_sum, double* wide,
+                                  bint prefetch, PerceptronSplit* split) noexcept nogil:
+    """A one-class epoch in blocks of SPLIT_ROWS, with the helper of ``split``.
+
+    The helper starts after the first block without an update (a problem that updates
+    all along never starts it), at the next block; from then on the thread runs every
+    other block as alone, and each block between from the helper's margins, up to its
+    first update, if it changed no weight since the helper began on them (since the
+    block before began), else as alone. Once the margins went unused in SPLIT_PATIENCE
+    more blocks than they were used, it stops the helper and finishes the epoch alone."""
+    cdef Py_ssize_t block, t, stop, i, n_blocks = (n_order + SPLIT_ROWS - 1) // SPLIT_ROWS
+    cdef int64_t updates_before = n_updates[0]  # when the block before began
+    cdef bint valid, launched = False
+    cdef int misses = 0
+    cdef long spins
+    cdef pthread_t helper
+    for block in range(n_blocks):
+        t = block * SPLIT_ROWS
+        stop = min(t + SPLIT_ROWS, n_order)
+        if (not launched and block > 0 and block + 1 < n_blocks
+                and n_updates[0] == updates_before):
+            split.first = block
+            split.started = block
+            launched = pthread_create(&helper, NULL, _split_thread, split) == 0
+            if not launched:
+                misses = SPLIT_PATIENCE  # alone for the rest of the epoch
+        fastnn_store64(&split.started, block)
+        valid = False
+        if launched and (block - split.first) % 2 == 1 and misses < SPLIT_PATIENCE:
+            if n_updates[0] == updates_before:
+                spins = 0
+                while fastnn_load64(&split.published) < block:
+                    spins += 1
+                    if spins < FASTNN_SPINS:
+                        FASTNN_PAUSE()
+                    else:
+                        sched_yield()
+                valid = True
+            misses = misses - 1 if valid else misses + 1
+            if misses == SPLIT_PATIENCE:
+                fastnn_store64(&split.stop, 1)
+        updates_before = n_updates[0]
+        while valid and t < stop:
+            i = order[t]
+            if _perceptron_step(coef, intercept, X + i * n_features, Y, sample_weight, i,
+                                0, 1, n_features, eta, fit_intercept, weight_pos,
+                                weight_neg, n_updates, objective_sum, wide,
+                                split.margins[t]):
+                valid = False
+            t += 1
+        _perceptron_one_class(coef, intercept, X, Y, sample_weight, order, t, stop,
+                              n_features, eta, fit_intercept, weight_pos, weight_neg,
+                              n_updates, objective_sum, wide, prefetch)
+    if launched:
+        fastnn_store64(&split.stop, 1)
+        pthread_join(helper, NULL)
+
+
 cdef void _perceptron_epoch_plain(floating* coef, floating* intercept, const floating* X,
                                  const floating* Y, const floating* sample_weight,
                                  const int64_t* order, Py_ssize_t n_order,
@@ -2182,51 +2373,26 @@ cdef void _perceptron_epoch_plain(floating* coef, floating* intercept, const flo
                                  Py_ssize_t n_features, double eta, bint fit_intercept,
                                  const floating* weight_pos, const floating* weight_neg,
                                  int64_t* n_updates, double* objective_sum,
-                                 double* wide, bint prefetch) noexcept nogil:
+                                 double* wide, bint prefetch,
+                                 PerceptronSplit* split) noexcept nogil:
     """_perceptron_epoch without penalties: the same steps less the ones that do nothing
     when both strengths are zero, so that a separated epoch is a dot product and a compare
     per sample. For float32, ``wide`` holds a double copy of coef, kept equal to it
-    (n_classes x n_features), so that the dot product widens only the input.
-
-    One class (binary problems, W1) goes two samples at a time: both margins are taken
-    with the same weights, in one stretch of code, so that the two dot products overlap
-    (each is a chain of dependent additions), and the second is taken again when the
-    first sample changed the weights. The steps and their results are those of one sample
-    at a time. Measured on W1 (A/B in one process, best of 8 trainings): float32 45.8-47.1
-    -> 47.8-49.8 M samples/s, float64 33.8-34.1 -> 34.1-34.5 M (memory bound)."""
-    cdef Py_ssize_t t, c, i, i2
+    (n_classes x n_features), so that the dot product widens only the input. One class
+    (binary problems, W1): _perceptron_one_class, or with a helper thread (``split`` not
+    NULL) _perceptron_split_epoch."""
+    cdef Py_ssize_t t, c, i
     cdef const floating* x
-    cdef const floating* x2
-    cdef double p, p2
-    cdef bint updated
+    cdef double p
     if n_classes == 1 and active[0]:
-        t = 0
-        while t + 1 < n_order:
-            i = order[t]
-            i2 = order[t + 1]
-            x = X + i * n_features
-            x2 = X + i2 * n_features
-            if prefetch and t + 1 + PREFETCH_AHEAD < n_order:
-                _prefetch_row(X + order[t + PREFETCH_AHEAD] * n_features, n_features)
-                _prefetch_row(X + order[t + 1 + PREFETCH_AHEAD] * n_features, n_features)
-            p = _perceptron_margin(x, coef, intercept, wide, 0, n_features)
-            p2 = _perceptron_margin(x2, coef, intercept, wide, 0, n_features)
-            updated = _perceptron_step(coef, intercept, x, Y, sample_weight, i, 0, 1,
-                                       n_features, eta, fit_intercept, weight_pos,
-                                       weight_neg, n_updates, objective_sum, wide, p)
-            if updated:
-                p2 = _perceptron_margin(x2, coef, intercept, wide, 0, n_features)
-            _perceptron_step(coef, intercept, x2, Y, sample_weight, i2, 0, 1,
-                             n_features, eta, fit_intercept, weight_pos,
-                             weight_neg, n_updates, objective_sum, wide, p2)
-            t += 2
-        if t < n_order:
-            i = order[t]
-            x = X + i * n_features
-            p = _perceptron_margin(x, coef, intercept, wide, 0, n_features)
-            _perceptron_step(coef, intercept, x, Y, sample_weight, i, 0, 1,
-                             n_features, eta, fit_intercept, weight_pos,
-                             weight_neg, n_updates, objective_sum, wide, p)
+        if split != NULL:
+            _perceptron_split_epoch(coef, intercept, X, Y, sample_weight, order, n_order,
+                                    n_features, eta, fit_intercept, weight_pos, weight_neg,
+                                    n_updates, objective_sum, wide, prefetch, split)
+        else:
+            _perceptron_one_class(coef, intercept, X, Y, sample_weight, order, 0, n_order,
+                                  n_features, eta, fit_intercept, weight_pos, weight_neg,
+                                  n_updates, objective_sum, wide, prefetch)
         return
     for t in range(n_order):
         i = order[t]
@@ -2250,7 +2416,7 @@ cdef int _perceptron_epoch(floating* coef, floating* intercept, const floating* 
                            const floating* weight_pos, const floating* weight_neg,
                            floating* l1_total, floating* l1_q, int64_t* n_updates,
                            double* objective_sum, double* wide,
-                           bint prefetch) noexcept nogil:
+                           bint prefetch, PerceptronSplit* split) noexcept nogil:
     cdef Py_ssize_t t, c, j, i
     cdef const floating* x
     cdef floating* w
@@ -2261,7 +2427,7 @@ cdef int _perceptron_epoch(floating* coef, floating* intercept, const floating* 
     if not (l2_strength > 0 or l1_strength > 0):
         _perceptron_epoch_plain(coef, intercept, X, Y, sample_weight, order, n_order, active,
                                 n_classes, n_features, eta, fit_intercept, weight_pos,
-                                weight_neg, n_updates, objective_sum, wide, prefetch)
+                                weight_neg, n_updates, objective_sum, wide, prefetch, split)
         return 1 if (_all_finite(coef, n_classes * n_features)
                   and _all_finite(intercept, n_classes)) else 0
     for t in range(n_order):
@@ -2339,14 +2505,38 @@ def perceptron_epoch(floating[:, ::1] coef, floating[::1] intercept,
     # The unpenalised route's double copy of float32 weights (for float64, coef itself,
     # unused).
     cdef double[:, ::1] wide = np.asarray(coef, dtype=np.float64)
+    cdef bint prefetch = X.shape[0] * n_features * sizeof(floating) > PREFETCH_BYTES
+    cdef PerceptronSplit split
+    cdef PerceptronSplit* shared = NULL
+    cdef double[::1] margins
+    # Two threads for one unpenalised class, when BLAS may use two and the input is too
+    # big for the cache (PerceptronSplit): a memory-bound epoch.
+    if (n_classes == 1 and active[0] and not (l2_strength > 0 or l1_strength > 0)
+            and prefetch and order.shape[0] >= 2 * SPLIT_ROWS
+            and _blas_get_threads != NULL and _blas_get_threads() >= 2):
+        margins = np.empty(order.shape[0])
+        split.started = -1
+        split.published = -1
+        split.stop = 0
+        split.first = 0
+        split.margins = &margins[0]
+        split.coef = &coef[0, 0]
+        split.intercept = &intercept[0]
+        split.X = &X[0, 0]
+        split.wide = &wide[0, 0]
+        split.order = &order[0]
+        split.n_order = order.shape[0]
+        split.n_features = n_features
+        split.is_float = floating is float
+        split.prefetch = prefetch
+        shared = &split
     with nogil:
         ok = _perceptron_epoch(&coef[0, 0], &intercept[0], &X[0, 0], &Y[0, 0],
                                &sample_weight[0], &order[0], order.shape[0], &active[0],
                                n_classes, n_features, eta, fit_intercept, l2_strength,
                                l1_strength, &weight_pos[0], &weight_neg[0], &l1_total[0],
                                &l1_q[0, 0], &n_updates[0], &objective_sum[0],
-                               &wide[0, 0],
-                               X.shape[0] * n_features * sizeof(floating) > PREFETCH_BYTES)
+                               &wide[0, 0], prefetch, shared)
     return ok
 
 

@@ -2103,6 +2103,165 @@ def _perceptron_epoch(coef, intercept, X, Y, sample_weight, order, active, eta,
     return 1
 
 
+# A one-class epoch on two threads: mirrors csrc/_kernels.pyx:PerceptronSplit. The state
+# is int64: the block the epoch's thread is in, the helper's last published block, the
+# stop flag and the block before the helper's first.
+_SPLIT_ROWS = 1024
+_SPLIT_PATIENCE = 3
+_STARTED, _PUBLISHED, _STOP, _FIRST = range(4)
+_NO_MARGINS = np.zeros(0)
+
+
+@_jit
+def _one_class_run(coef, intercept, X, Y, sample_weight, order, t0, t1, eta, fit_intercept,
+                   weight_pos, weight_neg, n_updates, objective_sum, prefetch, margins,
+                   valid):
+    """The samples at positions t0 .. t1-1 of a one-class epoch, with the arithmetic of
+    _perceptron_epoch; each margin from ``margins`` while ``valid`` (the helper's, until
+    the first update), else taken here. (One loop: the step as an inlined function of its
+    own ran at half the speed.)"""
+    for t in range(t0, t1):
+        i = order[t]
+        if valid:
+            p = margins[t]
+        else:
+            if prefetch and t + _PREFETCH_AHEAD < t1:
+                _prefetch_row(X, order[t + _PREFETCH_AHEAD])
+            p = _row_dot(X, i, coef, 0) + intercept[0]
+        y = np.float64(Y[i, 0])
+        objective_sum[0] += max(0.0, -y * p)
+        if y * p <= 0:
+            class_weight = weight_pos[0] if y > 0 else weight_neg[0]
+            update = (eta * y) * (class_weight * sample_weight[i])
+            if update != 0:
+                for j in range(coef.shape[1]):
+                    coef[0, j] += update * X[i, j]
+                n_updates[0] += 1
+                if fit_intercept:
+                    intercept[0] += update
+                valid = False
+
+
+@_jit
+def _split_until_quiet(coef, intercept, X, Y, sample_weight, order, eta, fit_intercept,
+                       weight_pos, weight_neg, n_updates, objective_sum):
+    """The blocks before the helper starts (csrc/_kernels.pyx:_perceptron_split_epoch):
+    runs them alone and returns the first block b > 0, with a block after it, that follows
+    a block without an update; the number of blocks if there is none (all run)."""
+    n_order = order.shape[0]
+    n_blocks = (n_order + _SPLIT_ROWS - 1) // _SPLIT_ROWS
+    prefetch = X.size * X.itemsize > _PREFETCH_BYTES
+    updates_before = n_updates[0]
+    for block in range(n_blocks):
+        if block > 0 and block + 1 < n_blocks and n_updates[0] == updates_before:
+            return block
+        updates_before = n_updates[0]
+        _one_class_run(coef, intercept, X, Y, sample_weight, order, block * _SPLIT_ROWS,
+                       min((block + 1) * _SPLIT_ROWS, n_order), eta, fit_intercept,
+                       weight_pos, weight_neg, n_updates, objective_sum, prefetch,
+                       _NO_MARGINS, False)
+    return n_blocks
+
+
+@_jit
+def _split_blocks(coef, intercept, X, Y, sample_weight, order, eta, fit_intercept,
+                  weight_pos, weight_neg, n_updates, objective_sum, state, margins, first,
+                  helped):
+    """Mirrors the rest of csrc/_kernels.pyx:_perceptron_split_epoch: blocks first ..
+    with the helper (``helped``) taking blocks first + 1, first + 3, ...; then stops it.
+    (Block ``first - 1`` had no update.)"""
+    n_order = order.shape[0]
+    n_blocks = (n_order + _SPLIT_ROWS - 1) // _SPLIT_ROWS
+    prefetch = X.size * X.itemsize > _PREFETCH_BYTES
+    updates_before = n_updates[0]
+    misses = 0 if helped else _SPLIT_PATIENCE
+    for block in range(first, n_blocks):
+        _atomic_store(state, _STARTED, block)
+        t = block * _SPLIT_ROWS
+        stop = min(t + _SPLIT_ROWS, n_order)
+        valid = False
+        if (block - first) % 2 == 1 and misses < _SPLIT_PATIENCE:
+            if n_updates[0] == updates_before:
+                spins = 0
+                while _atomic_load(state, _PUBLISHED) < block:
+                    spins += 1
+                    if spins > _BARRIER_SPINS:
+                        _sched_yield()
+                valid = True
+            misses = misses - 1 if valid else misses + 1
+            if misses == _SPLIT_PATIENCE:
+                _atomic_store(state, _STOP, 1)
+        updates_before = n_updates[0]
+        _one_class_run(coef, intercept, X, Y, sample_weight, order, t, stop, eta,
+                       fit_intercept, weight_pos, weight_neg, n_updates, objective_sum,
+                       prefetch, margins, valid)
+    _atomic_store(state, _STOP, 1)
+
+
+@_jit
+def _split_margins(coef, intercept, X, order, state, margins):
+    """Mirrors csrc/_kernels.pyx:_split_margins: the helper thread's part."""
+    n_order = order.shape[0]
+    n_blocks = (n_order + _SPLIT_ROWS - 1) // _SPLIT_ROWS
+    prefetch = X.size * X.itemsize > _PREFETCH_BYTES
+    for block in range(state[_FIRST] + 1, n_blocks, 2):
+        spins = 0
+        while _atomic_load(state, _STARTED) < block - 1:
+            if _atomic_load(state, _STOP):
+                return
+            spins += 1
+            if spins > _BARRIER_SPINS:
+                _sched_yield()
+        if _atomic_load(state, _STOP):
+            return
+        stop = min((block + 1) * _SPLIT_ROWS, n_order)
+        for t in range(block * _SPLIT_ROWS, stop):
+            i = order[t]
+            if prefetch and t + _PREFETCH_AHEAD < stop:
+                _prefetch_row(X, order[t + _PREFETCH_AHEAD])
+            margins[t] = _row_dot(X, i, coef, 0) + intercept[0]
+        _atomic_store(state, _PUBLISHED, block)
+
+
+@_jit
+def _weights_finite(coef, intercept):
+    for c in range(coef.shape[0]):
+        if not np.isfinite(intercept[c]):
+            return 0
+        for j in range(coef.shape[1]):
+            if not np.isfinite(coef[c, j]):
+                return 0
+    return 1
+
+
+def _perceptron_split(coef, intercept, X, Y, sample_weight, order, eta, fit_intercept,
+                      weight_pos, weight_neg, n_updates, objective_sum):
+    """Mirrors the two-thread route of csrc/_kernels.pyx:perceptron_epoch (one class, no
+    penalty): the helper is a Python thread running _split_margins without the GIL,
+    started at the first quiet block (_split_until_quiet)."""
+    n_blocks = (order.shape[0] + _SPLIT_ROWS - 1) // _SPLIT_ROWS
+    arguments = (coef, intercept, X, Y, sample_weight, order, eta, fit_intercept, weight_pos,
+                 weight_neg, n_updates, objective_sum)
+    first = _split_until_quiet(*arguments)
+    if first < n_blocks:
+        state = np.array([first, -1, 0, first], dtype=np.int64)
+        margins = np.empty(order.shape[0])
+        helper = threading.Thread(target=_split_margins,
+                                  args=(coef, intercept, X, order, state, margins),
+                                  daemon=True)
+        try:
+            helper.start()
+        except RuntimeError:  # cannot start a thread: the rest alone
+            helper = None
+        try:
+            _split_blocks(*arguments, state, margins, first, helper is not None)
+        finally:
+            state[_STOP] = 1
+            if helper is not None:
+                helper.join()
+    return int(_weights_finite(coef, intercept))
+
+
 # ---------------------------------------------------------------------------------------
 # The public kernels (docs/kernels.md): coerce scalars, check the workspace, call the jit.
 
@@ -2276,8 +2435,18 @@ def perceptron_epoch(coef, intercept, X, Y, sample_weight, order, active, eta,
     One online epoch of the one-vs-rest perceptron (scikit-learn's ``_plain_sgd`` with the
     perceptron loss and a constant learning rate); returns 1, or 0 on a non-finite weight.
     """
+    X, Y, sample_weight, order = _read_only(X), _read_only(Y), _read_only(sample_weight), \
+        _read_only(order)
+    weight_pos, weight_neg = _read_only(weight_pos), _read_only(weight_neg)
+    # Two threads for one unpenalised class, when BLAS may use two and the input is too big
+    # for the cache (csrc/_kernels.pyx:PerceptronSplit).
+    if (coef.shape[0] == 1 and active[0] and not (l2_strength > 0 or l1_strength > 0)
+            and X.size * X.itemsize > _PREFETCH_BYTES and order.shape[0] >= 2 * _SPLIT_ROWS
+            and _blas_threads.blas_threads() >= 2):
+        return _perceptron_split(coef, intercept, X, Y, sample_weight, order, float(eta),
+                                 bool(fit_intercept), weight_pos, weight_neg, n_updates,
+                                 objective_sum)
     return int(_perceptron_epoch(
-        coef, intercept, _read_only(X), _read_only(Y), _read_only(sample_weight),
-        _read_only(order), _read_only(active), float(eta), bool(fit_intercept),
-        float(l2_strength), float(l1_strength), _read_only(weight_pos), _read_only(weight_neg),
-        l1_total, l1_q, n_updates, objective_sum))
+        coef, intercept, X, Y, sample_weight, _read_only(order), _read_only(active),
+        float(eta), bool(fit_intercept), float(l2_strength), float(l1_strength), weight_pos,
+        weight_neg, l1_total, l1_q, n_updates, objective_sum))

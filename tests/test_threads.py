@@ -126,3 +126,70 @@ def test_small_batches_stay_on_one_thread(fast_backend):
         assert module._team_size_twin(np.array([784, 256, 10]), 1) == 1
     with threadpoolctl.threadpool_limits(1, user_api="blas"):
         assert module._team_size_twin(np.array([784, 256, 128, 10]), 512) == 1
+
+
+def _perceptron_run(module, X, Y, orders, threads):
+    """One class, no penalty, epochs over ``orders`` with BLAS limited to ``threads``:
+    (coef, intercept, n_updates, objective per epoch)."""
+    dtype = X.dtype
+    coef = np.zeros((1, X.shape[1]), dtype=dtype)
+    intercept = np.zeros(1, dtype=dtype)
+    n_updates = np.zeros(1, dtype=np.int64)
+    ones = np.ones(1, dtype=dtype)
+    objectives = []
+    with threadpoolctl.threadpool_limits(threads, user_api="blas"):
+        for order in orders:
+            objective_sum = np.zeros(1)
+            assert module.perceptron_epoch(
+                coef, intercept, X, Y, np.ones(len(X), dtype=dtype), order,
+                np.ones(1, dtype=np.int64), 0.5, True, 0.0, 0.0, ones, ones,
+                np.zeros(1, dtype=dtype), np.zeros_like(coef), n_updates, objective_sum) == 1
+            objectives.append(objective_sum[0])
+    return coef, intercept, n_updates, np.array(objectives)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("labels", ["separated", "noisy", "late-1%", "late-5%"])
+def test_two_thread_perceptron_epoch_is_the_one_thread_epoch(fast_backend, dtype, labels):
+    # One class on an input over 4 MB: with two BLAS threads a helper takes the margins of
+    # every other block of 1024 samples (csrc/_kernels.pyx, PerceptronSplit). "separated":
+    # later epochs update rarely, so its margins are used; "noisy" (1% of labels flipped):
+    # updates in every block, the helper never starts; "late" (the same order every epoch,
+    # 1% or 5% of the labels flipped in blocks 3 to 7 only, the first sample of each
+    # among them): the first blocks are quiet, the helper starts, and the thread's updates
+    # make the helper's next margins stale, a flipped sample's among them. Using stale
+    # margins anyway failed "late" cases of both compiled backends in every run tried
+    # (which ones, the race between the threads decides); the right code is the same bits
+    # whatever the race.
+    rng = np.random.default_rng(5)
+    n, d = 12001, 100
+    X = rng.uniform(-1, 1, (n, d))
+    normal = rng.standard_normal(d)
+    normal /= np.linalg.norm(normal)
+    distance = X @ normal
+    near = np.abs(distance) < 0.3
+    X[near] += np.outer(np.where(distance >= 0, 0.3, -0.3), normal)[near]
+    y = np.where(X @ normal >= 0, 1.0, -1.0)
+    orders = [np.arange(n, dtype=np.int64)] + [
+        rng.permutation(n).astype(np.int64) for _ in range(4)]
+    if labels == "noisy":
+        y[rng.random(n) < 0.01] *= -1
+    if labels.startswith("late"):
+        orders = [orders[1]] * 8
+        step = 100 if labels == "late-1%" else 20
+        y[orders[0][3 * 1024:8 * 1024:step]] *= -1
+    X, Y = X.astype(dtype), y[:, None].astype(dtype)
+    assert X.nbytes > 4 * 1024 * 1024
+    module = kernels(fast_backend)
+    alone = _perceptron_run(module, X, Y, orders, 1)
+    shared = _perceptron_run(module, X, Y, orders, 2)
+    for name, a, s in zip(("coef", "intercept", "n_updates", "objective"), alone, shared):
+        np.testing.assert_array_equal(s, a, err_msg=name)
+    reference = _perceptron_run(kernels("numpy"), X, Y, orders, 1)
+    np.testing.assert_array_equal(shared[2], reference[2])
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(shared[0], reference[0], rtol=rtol, atol=rtol)
+    if labels == "separated":
+        assert shared[3][-1] == 0  # the last epoch updated nothing: margins all used
+    else:
+        assert np.all(shared[3] > 0)
