@@ -307,50 +307,38 @@ def test_targets_compare_cython_with_the_named_peer_at_the_same_dtype_and_thread
     assert any(w6 in line and "MISSED" in line for line in lines.splitlines())
 
 
-def test_implementations_take_turns_and_a_broken_one_does_not_stop_the_others():
+def test_each_run_keeps_its_best_call_within_the_time_and_call_limits():
     import contextlib
 
-    from fastnn._bench.suite import time_in_turns, time_runner
-
-    calls = []
+    from fastnn._bench.suite import time_runner
 
     class Fake:
-        def __init__(self, name, seconds, fail_at=None, fail_warm_up=False):
-            self.name, self.seconds, self.fail_at = name, list(seconds), fail_at
-            self.fail_warm_up, self.trained = fail_warm_up, 0
+        def __init__(self, seconds, fail_warm_up=False):
+            self.seconds, self.fail_warm_up, self.calls = list(seconds), fail_warm_up, []
 
         def threads(self):
             return contextlib.nullcontext()
 
         def warm_up(self):
-            calls.append((self.name, "warm_up"))
+            self.calls.append("warm_up")
             if self.fail_warm_up:
-                raise RuntimeError(f"{self.name} cannot start")
+                raise RuntimeError("cannot start")
 
         def reset(self):
-            pass
+            self.calls.append("reset")
 
         def train(self):
-            calls.append((self.name, "train"))
-            self.trained += 1
-            if self.trained == self.fail_at:
-                raise ValueError(f"{self.name} broke")
+            self.calls.append("train")
             return self.seconds.pop(0)
 
-    fast = Fake("fast", [0.3, 0.1, 0.2, 0.4])
-    slow = Fake("slow", [2.0])
-    broken = Fake("broken", [0.1, 0.1, 0.1], fail_at=2)
-    dead = Fake("dead", [], fail_warm_up=True)
-    outcomes = time_in_turns([fast, slow, broken, dead], min_time=1.0, max_repeats=3)
-    # Warm-ups first, then rounds of one call each: slow is done after one call (over
-    # min_time), broken stops at its failure, fast stops at max_repeats.
-    assert calls == [("fast", "warm_up"), ("slow", "warm_up"), ("broken", "warm_up"),
-                     ("dead", "warm_up"),
-                     ("fast", "train"), ("slow", "train"), ("broken", "train"),
-                     ("fast", "train"), ("broken", "train"),
-                     ("fast", "train")]
-    assert outcomes[0] == 0.1 and outcomes[1] == 2.0
-    assert isinstance(outcomes[2], ValueError) and isinstance(outcomes[3], RuntimeError)
-    with pytest.raises(RuntimeError, match="dead cannot start"):
-        time_runner(Fake("dead", [], fail_warm_up=True), 1.0, 3)
-    assert time_runner(Fake("one", [0.5, 0.25, 0.75]), min_time=1.0, max_repeats=5) == 0.25
+    fast = Fake([0.3, 0.1, 0.2, 0.4, 0.05])
+    assert time_runner(fast, min_time=10.0, max_repeats=4) == 0.1  # at most 4 calls
+    assert fast.calls == ["warm_up"] + ["reset", "train"] * 4
+    slow = Fake([2.0, 1.0])
+    assert time_runner(slow, min_time=1.0, max_repeats=20) == 2.0  # one call is enough
+    assert slow.calls.count("train") == 1
+    some = Fake([0.5, 0.25, 0.75, 0.1])
+    assert time_runner(some, min_time=1.0, max_repeats=20) == 0.25  # until 1 s was timed
+    assert some.calls.count("train") == 3
+    with pytest.raises(RuntimeError, match="cannot start"):
+        time_runner(Fake([], fail_warm_up=True), 1.0, 3)

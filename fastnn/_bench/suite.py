@@ -1,12 +1,11 @@
 """Run a selection of workloads x implementations x dtypes x threads and derive the figures.
 
 Per run: the best of a few timed ``train`` calls (each from the same initial weights, after
-one untimed warm-up; the implementations of one workload, dtype and thread count take
-turns, one call each per round), then samples/s (samples x epochs / seconds), GFLOP/s
-(samples/s x the workload's FLOPs per sample), % of the GEMM peak of the same dtype and
-threads, the ratio to the best peer of the same workload, dtype and threads (peers: NumPy
-reference, scikit-learn, PyTorch, the plain ``@njit`` loop), the ratio to Cython, and the
-same-work check.
+one untimed warm-up), then samples/s (samples x epochs / seconds), GFLOP/s (samples/s x the
+workload's FLOPs per sample), % of the GEMM peak of the same dtype and threads, the ratio
+to the best peer of the same workload, dtype and threads (peers: NumPy reference,
+scikit-learn, PyTorch, the plain ``@njit`` loop), the ratio to Cython, and the same-work
+check.
 """
 
 import datetime
@@ -52,52 +51,20 @@ class Options:
 
 def time_runner(runner, min_time, max_repeats):
     """Warm up, then the best seconds of ``train`` over up to ``max_repeats`` calls (at
-    least one, more while less than ``min_time`` seconds were timed in all)."""
-    outcome = time_in_turns([runner], min_time, max_repeats)[0]
-    if isinstance(outcome, BaseException):
-        raise outcome
-    return outcome
+    least one, more while less than ``min_time`` seconds were timed in all).
 
-
-def time_in_turns(runners, min_time, max_repeats):
-    """``time_runner`` for several runners at once, taking turns: all are warmed up, then
-    each round calls ``train`` once on every runner not yet done. The host's speed drifts
-    by 10-20% over seconds on shared machines; in turns, every implementation is timed
-    across the same stretch of it, so their ratios do not depend on which ran first.
-
-    Returns one entry per runner: its best seconds, or the exception its warm-up or a
-    call raised (that runner takes no further turns; the others go on).
-    """
-    outcomes = [None] * len(runners)
-    best = [float("inf")] * len(runners)
-    total = [0.0] * len(runners)
-    repeats = [0] * len(runners)
-    for i, runner in enumerate(runners):
-        try:
-            with runner.threads():
-                runner.warm_up()
-        except Exception as exc:  # one broken implementation must not hide the rest
-            outcomes[i] = exc
-
-    def wants_more(i):
-        return outcomes[i] is None and repeats[i] < max(1, max_repeats) and (
-            repeats[i] == 0 or total[i] < min_time)
-
-    while any(wants_more(i) for i in range(len(runners))):
-        for i, runner in enumerate(runners):
-            if not wants_more(i):
-                continue
-            try:
-                with runner.threads():
-                    runner.reset()
-                    seconds = runner.train()
-            except Exception as exc:
-                outcomes[i] = exc
-                continue
-            best[i] = min(best[i], seconds)
-            total[i] += seconds
-            repeats[i] += 1
-    return [outcome if outcome is not None else best[i] for i, outcome in enumerate(outcomes)]
+    Each implementation's calls run back to back. Taking turns between implementations
+    (tried in 6aae88b) put every call just after another implementation's, while that
+    one's BLAS or OpenMP threads still spun on the cores: W5 at batch 512 on two threads
+    then timed at half its speed in `fastnn bench --quick`."""
+    with runner.threads():
+        runner.warm_up()
+        best, total, repeats = float("inf"), 0.0, 0
+        while repeats < max(1, max_repeats) and (repeats == 0 or total < min_time):
+            runner.reset()
+            seconds = runner.train()
+            best, total, repeats = min(best, seconds), total + seconds, repeats + 1
+    return best
 
 
 def measurement(runner, seconds, peak_gflops, check):
@@ -153,34 +120,21 @@ def run_workload(workload_id, options, peaks, checker):
     records = []
     for dtype in options.dtypes:
         for threads in options.threads:
-            # impl -> its runner, or the record that says why it did not run
-            runs = {}
             for impl in options.impls:
                 runner_class = RUNNERS[impl]
                 reason = runner_class.unavailable(workload)
                 if reason:
-                    runs[impl] = _not_run(workload, impl, dtype, threads, "skipped", reason)
+                    records.append(_not_run(workload, impl, dtype, threads, "skipped", reason))
                     continue
                 try:
-                    runs[impl] = runner_class(problem, dtype, threads)
+                    runner = runner_class(problem, dtype, threads)
+                    seconds = time_runner(runner, options.min_time, options.max_repeats)
+                    checker.record(runner)
+                    check = checker.check(runner)
                 except Exception as exc:  # one broken implementation must not hide the rest
-                    runs[impl] = _not_run(workload, impl, dtype, threads, "failed", _one_line(exc))
-            timed = [impl for impl in runs if not isinstance(runs[impl], dict)]
-            outcomes = dict(zip(timed, time_in_turns([runs[impl] for impl in timed],
-                                                     options.min_time, options.max_repeats)))
-            for impl, run in runs.items():
-                if isinstance(run, dict):
-                    records.append(run)
-                    continue
-                try:
-                    if isinstance(outcomes[impl], BaseException):
-                        raise outcomes[impl]
-                    checker.record(run)
-                    check = checker.check(run)
-                except Exception as exc:
                     records.append(_not_run(workload, impl, dtype, threads, "failed", _one_line(exc)))
                     continue
-                records.append(measurement(run, outcomes[impl], peaks[dtype].get(threads), check))
+                records.append(measurement(runner, seconds, peaks[dtype].get(threads), check))
     return problem, records
 
 
