@@ -39,14 +39,18 @@ class Options:
     epochs: int = None
     data_dir: str = None
     min_time: float = None  # keep repeating a run until this many seconds were timed
-    max_repeats: int = None  # at most this many (fast runs: W1-W3 take 0.003-0.3 s)
+    # At most this many calls: high enough that a fast run (W2's epochs take 3 ms) is
+    # timed across min_time too, not across the 50 ms of 20 calls, which a slow stretch
+    # of a shared host can cover whole (it once took Cython's W2 from 4.0 to 2.8 M
+    # samples/s).
+    max_repeats: int = None
     import_time: bool = True
 
     def __post_init__(self):
         if self.min_time is None:
             self.min_time = 0.5 if self.quick else 1.0
         if self.max_repeats is None:
-            self.max_repeats = 20
+            self.max_repeats = 1000
 
 
 def time_runner(runner, min_time, max_repeats):
