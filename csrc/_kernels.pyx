@@ -2330,7 +2330,6 @@ cdef void _perceptron_split_epoch(floating* coef, floating* intercept, const flo
         if (not launched and block > 0 and block + 1 < n_blocks
                 and n_updates[0] == updates_before):
             split.first = block
-            split.started = block
             launched = pthread_create(&helper, NULL, _split_thread, split) == 0
             if not launched:
                 misses = SPLIT_PATIENCE  # alone for the rest of the epoch

@@ -2047,6 +2047,18 @@ def _loss_and_gradient(params, layer_units, hidden_activation, output_activation
 
 
 @_jit
+def _weights_finite(coef, intercept):
+    """1 when every weight and intercept is finite, else 0 (the end of an epoch)."""
+    for c in range(coef.shape[0]):
+        if not np.isfinite(intercept[c]):
+            return 0
+        for j in range(coef.shape[1]):
+            if not np.isfinite(coef[c, j]):
+                return 0
+    return 1
+
+
+@_jit
 def _perceptron_epoch(coef, intercept, X, Y, sample_weight, order, active, eta,
                       fit_intercept, l2_strength, l1_strength, weight_pos, weight_neg,
                       l1_total, l1_q, n_updates, objective_sum):
@@ -2094,13 +2106,7 @@ def _perceptron_epoch(coef, intercept, X, Y, sample_weight, order, active, eta,
                     elif z < 0:
                         coef[c, j] = min(0.0, z + (l1_total[c] - l1_q[c, j]))
                     l1_q[c, j] += coef[c, j] - z
-    for c in range(n_classes):
-        if not np.isfinite(intercept[c]):
-            return 0
-        for j in range(n_features):
-            if not np.isfinite(coef[c, j]):
-                return 0
-    return 1
+    return _weights_finite(coef, intercept)
 
 
 # A one-class epoch on two threads: mirrors csrc/_kernels.pyx:PerceptronSplit. The state
@@ -2221,17 +2227,6 @@ def _split_margins(coef, intercept, X, order, state, margins):
                 _prefetch_row(X, order[t + _PREFETCH_AHEAD])
             margins[t] = _row_dot(X, i, coef, 0) + intercept[0]
         _atomic_store(state, _PUBLISHED, block)
-
-
-@_jit
-def _weights_finite(coef, intercept):
-    for c in range(coef.shape[0]):
-        if not np.isfinite(intercept[c]):
-            return 0
-        for j in range(coef.shape[1]):
-            if not np.isfinite(coef[c, j]):
-                return 0
-    return 1
 
 
 def _perceptron_split(coef, intercept, X, Y, sample_weight, order, eta, fit_intercept,
