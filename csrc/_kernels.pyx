@@ -2205,7 +2205,8 @@ cdef struct PerceptronSplit:
     int64_t published     # the last block whose margins the helper has written
     int64_t stop          # set by the epoch's thread: the helper returns
     int64_t first         # the helper takes blocks first + 1, first + 3, ...
-    double* margins       # by position in the order (the helper's blocks only)
+    double* margins       # by position in the order (the helper's blocks only),
+                          # allocated when the helper starts
     const void* coef      # the helper's inputs (it only reads them)
     const void* intercept
     const void* X
@@ -2327,10 +2328,12 @@ cdef void _perceptron_split_epoch(floating* coef, floating* intercept, const flo
     for block in range(n_blocks):
         t = block * SPLIT_ROWS
         stop = min(t + SPLIT_ROWS, n_order)
-        if (not launched and block > 0 and block + 1 < n_blocks
-                and n_updates[0] == updates_before):
+        if (not launched and misses < SPLIT_PATIENCE and block > 0
+                and block + 1 < n_blocks and n_updates[0] == updates_before):
             split.first = block
-            launched = pthread_create(&helper, NULL, _split_thread, split) == 0
+            split.margins = <double*> malloc(n_order * sizeof(double))
+            launched = (split.margins != NULL
+                        and pthread_create(&helper, NULL, _split_thread, split) == 0)
             if not launched:
                 misses = SPLIT_PATIENCE  # alone for the rest of the epoch
         fastnn_store64(&split.started, block)
@@ -2363,6 +2366,8 @@ cdef void _perceptron_split_epoch(floating* coef, floating* intercept, const flo
     if launched:
         fastnn_store64(&split.stop, 1)
         pthread_join(helper, NULL)
+    free(split.margins)
+    split.margins = NULL
 
 
 cdef void _perceptron_epoch_plain(floating* coef, floating* intercept, const floating* X,
@@ -2507,18 +2512,16 @@ def perceptron_epoch(floating[:, ::1] coef, floating[::1] intercept,
     cdef bint prefetch = X.shape[0] * n_features * sizeof(floating) > PREFETCH_BYTES
     cdef PerceptronSplit split
     cdef PerceptronSplit* shared = NULL
-    cdef double[::1] margins
     # Two threads for one unpenalised class, when BLAS may use two and the input is too
     # big for the cache (PerceptronSplit): a memory-bound epoch.
     if (n_classes == 1 and active[0] and not (l2_strength > 0 or l1_strength > 0)
             and prefetch and order.shape[0] >= 2 * SPLIT_ROWS
             and _blas_get_threads != NULL and _blas_get_threads() >= 2):
-        margins = np.empty(order.shape[0])
         split.started = -1
         split.published = -1
         split.stop = 0
         split.first = 0
-        split.margins = &margins[0]
+        split.margins = NULL  # allocated when the helper starts
         split.coef = &coef[0, 0]
         split.intercept = &intercept[0]
         split.X = &X[0, 0]
