@@ -2148,8 +2148,8 @@ cdef inline bint _perceptron_step(floating* coef, floating* intercept, const flo
                                   int64_t* n_updates, double* objective_sum,
                                   double* wide, double p) noexcept nogil:
     """Sample i, class c, given its margin p = x . w_c + b_c: adds its criterion to
-    objective_sum[c] and, for a mistake, updates w_c (and its double copy ``wide`` for
-    float32) and b_c. Returns whether the weights changed."""
+    objective_sum[c] and, for a mistake, updates w_c (and, for float32, its double copy
+    ``wide`` unless NULL) and b_c. Returns whether the weights changed."""
     cdef double y = Y[i * n_classes + c], update
     cdef floating step
     cdef floating* w = coef + c * n_features
@@ -2163,8 +2163,9 @@ cdef inline bint _perceptron_step(floating* coef, floating* intercept, const flo
             for j in range(n_features):
                 w[j] += step * x[j]
             if floating is float:
-                for j in range(n_features):
-                    wide[c * n_features + j] = w[j]
+                if wide != NULL:
+                    for j in range(n_features):
+                        wide[c * n_features + j] = w[j]
             n_updates[c] += 1
             if fit_intercept:
                 intercept[c] = <floating> (intercept[c] + update)
@@ -2425,8 +2426,8 @@ cdef int _perceptron_epoch(floating* coef, floating* intercept, const floating* 
     cdef const floating* x
     cdef floating* w
     cdef floating* q
-    cdef double p, y, update, objective, norm, z, shrink
-    cdef floating scale, step
+    cdef double p, penalty, norm, z, shrink
+    cdef floating scale
     shrink = max(0.0, 1.0 - eta * l2_strength)
     if not (l2_strength > 0 or l1_strength > 0):
         _perceptron_epoch_plain(coef, intercept, X, Y, sample_weight, order, n_order, active,
@@ -2444,32 +2445,24 @@ cdef int _perceptron_epoch(floating* coef, floating* intercept, const floating* 
                 continue
             w = coef + c * n_features
             p = _dot(x, w, n_features) + intercept[c]
-            y = Y[i * n_classes + c]
-            objective = max(0.0, -y * p)
+            # The penalties' part of the criterion, at the weights before the step.
+            penalty = 0
             if l2_strength > 0:
-                objective += 0.5 * l2_strength * _dot(w, w, n_features)
+                penalty += 0.5 * l2_strength * _dot(w, w, n_features)
             if l1_strength > 0:
                 norm = 0
                 for j in range(n_features):
                     norm += fabs(w[j])
-                objective += l1_strength * norm
-            objective_sum[c] += objective
-            update = 0
-            if y * p <= 0:
-                # grouped as scikit-learn: (eta y) * (class weight * sample weight)
-                update = (eta * y) * ((weight_pos[c] if y > 0 else weight_neg[c])
-                                      * sample_weight[i])
+                penalty += l1_strength * norm
+            objective_sum[c] += penalty
+            # Shrink, then the plain step from the margin taken before the shrink.
             if l2_strength > 0:
                 scale = <floating> shrink
                 for j in range(n_features):
                     w[j] *= scale
-            if update != 0:
-                step = <floating> update
-                for j in range(n_features):
-                    w[j] += step * x[j]
-                n_updates[c] += 1
-            if fit_intercept:
-                intercept[c] = <floating> (intercept[c] + update)
+            _perceptron_step(coef, intercept, x, Y, sample_weight, i, c, n_classes,
+                             n_features, eta, fit_intercept, weight_pos, weight_neg,
+                             n_updates, objective_sum, NULL, p)
             if l1_strength > 0:
                 l1_total[c] = <floating> (l1_total[c] + eta * l1_strength)
                 q = l1_q + c * n_features
