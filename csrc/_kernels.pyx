@@ -2371,48 +2371,6 @@ cdef void _perceptron_split_epoch(floating* coef, floating* intercept, const flo
     split.margins = NULL
 
 
-cdef void _perceptron_epoch_plain(floating* coef, floating* intercept, const floating* X,
-                                 const floating* Y, const floating* sample_weight,
-                                 const int64_t* order, Py_ssize_t n_order,
-                                 const int64_t* active, Py_ssize_t n_classes,
-                                 Py_ssize_t n_features, double eta, bint fit_intercept,
-                                 const floating* weight_pos, const floating* weight_neg,
-                                 int64_t* n_updates, double* objective_sum,
-                                 double* wide, bint prefetch,
-                                 PerceptronSplit* split) noexcept nogil:
-    """_perceptron_epoch without penalties: the same steps less the ones that do nothing
-    when both strengths are zero, so that a separated epoch is a dot product and a compare
-    per sample. For float32, ``wide`` holds a double copy of coef, kept equal to it
-    (n_classes x n_features), so that the dot product widens only the input. One class
-    (binary problems, W1): _perceptron_one_class, or with a helper thread (``split`` not
-    NULL) _perceptron_split_epoch."""
-    cdef Py_ssize_t t, c, i
-    cdef const floating* x
-    cdef double p
-    if n_classes == 1 and active[0]:
-        if split != NULL:
-            _perceptron_split_epoch(coef, intercept, X, Y, sample_weight, order, n_order,
-                                    n_features, eta, fit_intercept, weight_pos, weight_neg,
-                                    n_updates, objective_sum, wide, prefetch, split)
-        else:
-            _perceptron_one_class(coef, intercept, X, Y, sample_weight, order, 0, n_order,
-                                  n_features, eta, fit_intercept, weight_pos, weight_neg,
-                                  n_updates, objective_sum, wide, prefetch)
-        return
-    for t in range(n_order):
-        i = order[t]
-        x = X + i * n_features
-        if prefetch and t + PREFETCH_AHEAD < n_order:
-            _prefetch_row(X + order[t + PREFETCH_AHEAD] * n_features, n_features)
-        for c in range(n_classes):
-            if not active[c]:
-                continue
-            p = _perceptron_margin(x, coef, intercept, wide, c, n_features)
-            _perceptron_step(coef, intercept, x, Y, sample_weight, i, c, n_classes,
-                             n_features, eta, fit_intercept, weight_pos,
-                             weight_neg, n_updates, objective_sum, wide, p)
-
-
 cdef int _perceptron_epoch(floating* coef, floating* intercept, const floating* X,
                            const floating* Y, const floating* sample_weight,
                            const int64_t* order, Py_ssize_t n_order, const int64_t* active,
@@ -2422,19 +2380,33 @@ cdef int _perceptron_epoch(floating* coef, floating* intercept, const floating* 
                            floating* l1_total, floating* l1_q, int64_t* n_updates,
                            double* objective_sum, double* wide,
                            bint prefetch, PerceptronSplit* split) noexcept nogil:
+    """One epoch (docs/kernels.md); returns 1, or 0 when a weight became non-finite.
+
+    Without penalties, for float32, ``wide`` holds a double copy of coef, kept equal to
+    it (n_classes x n_features), so that the dot product widens only the input; one
+    class (binary problems, W1) runs in _perceptron_one_class, or with a helper thread
+    (``split`` not NULL) in _perceptron_split_epoch, where a separated epoch is a dot
+    product and a compare per sample. With penalties (the weights change at every
+    sample) the margin is taken on coef itself, and ``wide`` is not kept."""
     cdef Py_ssize_t t, c, j, i
     cdef const floating* x
     cdef floating* w
     cdef floating* q
-    cdef double p, penalty, norm, z, shrink
-    cdef floating scale
-    shrink = max(0.0, 1.0 - eta * l2_strength)
-    if not (l2_strength > 0 or l1_strength > 0):
-        _perceptron_epoch_plain(coef, intercept, X, Y, sample_weight, order, n_order, active,
-                                n_classes, n_features, eta, fit_intercept, weight_pos,
-                                weight_neg, n_updates, objective_sum, wide, prefetch, split)
-        return 1 if (_all_finite(coef, n_classes * n_features)
-                  and _all_finite(intercept, n_classes)) else 0
+    cdef double p, penalty, norm, z
+    cdef floating shrink = <floating> max(0.0, 1.0 - eta * l2_strength)
+    cdef bint penalised = l2_strength > 0 or l1_strength > 0
+    if penalised:
+        wide = NULL
+    elif n_classes == 1 and active[0]:
+        if split != NULL:
+            _perceptron_split_epoch(coef, intercept, X, Y, sample_weight, order, n_order,
+                                    n_features, eta, fit_intercept, weight_pos, weight_neg,
+                                    n_updates, objective_sum, wide, prefetch, split)
+        else:
+            _perceptron_one_class(coef, intercept, X, Y, sample_weight, order, 0, n_order,
+                                  n_features, eta, fit_intercept, weight_pos, weight_neg,
+                                  n_updates, objective_sum, wide, prefetch)
+        n_order = 0  # done
     for t in range(n_order):
         i = order[t]
         x = X + i * n_features
@@ -2444,25 +2416,28 @@ cdef int _perceptron_epoch(floating* coef, floating* intercept, const floating* 
             if not active[c]:
                 continue
             w = coef + c * n_features
-            p = _dot(x, w, n_features) + intercept[c]
-            # The penalties' part of the criterion, at the weights before the step.
-            penalty = 0
-            if l2_strength > 0:
-                penalty += 0.5 * l2_strength * _dot(w, w, n_features)
-            if l1_strength > 0:
-                norm = 0
-                for j in range(n_features):
-                    norm += fabs(w[j])
-                penalty += l1_strength * norm
-            objective_sum[c] += penalty
-            # Shrink, then the plain step from the margin taken before the shrink.
-            if l2_strength > 0:
-                scale = <floating> shrink
-                for j in range(n_features):
-                    w[j] *= scale
+            if wide != NULL:
+                p = _perceptron_margin(x, coef, intercept, wide, c, n_features)
+            else:
+                p = _dot(x, w, n_features) + intercept[c]
+            if penalised:
+                # The penalties' part of the criterion, at the weights before the step;
+                # then the shrink, and the step from the margin taken before it.
+                penalty = 0
+                if l2_strength > 0:
+                    penalty += 0.5 * l2_strength * _dot(w, w, n_features)
+                if l1_strength > 0:
+                    norm = 0
+                    for j in range(n_features):
+                        norm += fabs(w[j])
+                    penalty += l1_strength * norm
+                objective_sum[c] += penalty
+                if l2_strength > 0:
+                    for j in range(n_features):
+                        w[j] *= shrink
             _perceptron_step(coef, intercept, x, Y, sample_weight, i, c, n_classes,
                              n_features, eta, fit_intercept, weight_pos, weight_neg,
-                             n_updates, objective_sum, NULL, p)
+                             n_updates, objective_sum, wide, p)
             if l1_strength > 0:
                 l1_total[c] = <floating> (l1_total[c] + eta * l1_strength)
                 q = l1_q + c * n_features
