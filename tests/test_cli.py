@@ -305,6 +305,9 @@ def test_targets_compare_cython_with_the_named_peer_at_the_same_dtype_and_thread
     assert numba["value"] == 0.69 and numba["met"] is False
     lines = targets.format_targets(targets.evaluate(document))
     assert any(w6 in line and "MISSED" in line for line in lines.splitlines())
+    close = targets.format_targets([{"target": w6, "dtype": "float32", "threads": 2,
+                                     "value": 1.4954, "met": False}])
+    assert close.split()[-2:] == ["1.495", "MISSED"]
 
 
 def test_each_run_keeps_its_best_call_within_the_time_and_call_limits():

@@ -78,7 +78,9 @@ def format_targets(evaluations):
         if e["value"] is None:
             figure, verdict = "-", "not measured (needs --peers)"
         else:
-            figure = f"{e['value']:.3g}"
+            # Four digits: a figure just under its target must not print as the target
+            # (1.295 against 1.3 printed "1.3  MISSED" with three).
+            figure = f"{e['value']:.4g}"
             verdict = "met" if e["met"] else "MISSED"
         lines.append(f"  {e['target']:<40} {where:<16} {figure:>8}  {verdict}")
     return "\n".join(lines)
