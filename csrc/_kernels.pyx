@@ -2371,6 +2371,13 @@ cdef void _perceptron_split_epoch(floating* coef, floating* intercept, const flo
     split.margins = NULL
 
 
+cdef inline int _weights_finite(const floating* coef, const floating* intercept,
+                                Py_ssize_t n_classes, Py_ssize_t n_features) noexcept nogil:
+    """1 when every weight and intercept is finite, else 0 (the end of an epoch)."""
+    return 1 if (_all_finite(coef, n_classes * n_features)
+                 and _all_finite(intercept, n_classes)) else 0
+
+
 cdef int _perceptron_epoch(floating* coef, floating* intercept, const floating* X,
                            const floating* Y, const floating* sample_weight,
                            const int64_t* order, Py_ssize_t n_order, const int64_t* active,
@@ -2406,7 +2413,7 @@ cdef int _perceptron_epoch(floating* coef, floating* intercept, const floating* 
             _perceptron_one_class(coef, intercept, X, Y, sample_weight, order, 0, n_order,
                                   n_features, eta, fit_intercept, weight_pos, weight_neg,
                                   n_updates, objective_sum, wide, prefetch)
-        n_order = 0  # done
+        return _weights_finite(coef, intercept, n_classes, n_features)
     for t in range(n_order):
         i = order[t]
         x = X + i * n_features
@@ -2448,8 +2455,7 @@ cdef int _perceptron_epoch(floating* coef, floating* intercept, const floating* 
                     elif z < 0:
                         w[j] = <floating> min(0.0, z + (l1_total[c] - q[j]))
                     q[j] = <floating> (q[j] + (w[j] - z))
-    return 1 if (_all_finite(coef, n_classes * n_features)
-                  and _all_finite(intercept, n_classes)) else 0
+    return _weights_finite(coef, intercept, n_classes, n_features)
 
 
 def perceptron_epoch(floating[:, ::1] coef, floating[::1] intercept,
