@@ -31,12 +31,6 @@ cdef inline void blas_gemm(bint trans_a, bint trans_b, int m, int n, int k,
               &beta, C, &ldc)
 
 
-# Dot products (and sums over a parameter block) run in LANES independent accumulators:
-# one running sum would serialise the loop on the latency of an addition.
-cdef enum:
-    LANES = 32
-
-
 ctypedef fused other_floating:
     # w's type in _dot, apart from x's: the perceptron dots float32 rows with weights it
     # keeps widened to double, which saves half the conversions.
@@ -46,9 +40,11 @@ ctypedef fused other_floating:
 
 cdef extern from *:
     """
-    /* _dot's sums: LANES (32) double accumulators, held as vectors of the machine's own
-       width (a wider GCC vector is split by the compiler into slow code: see
-       _kernels.pyx's online block), added pairwise at the end. Written with GCC/Clang
+    /* _dot's sums: FASTNN_DOT_LANES (32) double accumulators (one running sum would
+       serialise the loop on the latency of an addition), held as vectors of the
+       machine's own width (a wider GCC vector is split by the compiler into slow code:
+       see _kernels.pyx's online block), added pairwise at the end (the pairwise steps
+       below are written for 32). Written with GCC/Clang
        vector types because the same loops in Cython kept the accumulators on the stack,
        and the pairwise sum became 32 scalar loads a call (W1's perceptron). */
     #if defined(__AVX512F__)
@@ -62,8 +58,9 @@ cdef extern from *:
         __attribute__((vector_size(FASTNN_VECTOR_BYTES), aligned(8), may_alias));
     typedef float fastnn_dot_vf
         __attribute__((vector_size(FASTNN_VECTOR_BYTES / 2), aligned(4), may_alias));
+    #define FASTNN_DOT_LANES 32
     enum { fastnn_dot_lanes = FASTNN_VECTOR_BYTES / 8,
-           fastnn_dot_count = 32 / fastnn_dot_lanes };
+           fastnn_dot_count = FASTNN_DOT_LANES / fastnn_dot_lanes };
     #define FASTNN_DOT_DOUBLE(p) (*(const fastnn_dot_vd*) (p))
     #define FASTNN_DOT_FLOAT(p)                                                       \\
         __builtin_convertvector(*(const fastnn_dot_vf*) (p), fastnn_dot_vd)
@@ -72,9 +69,9 @@ cdef extern from *:
         const fastnn_dot_vd zero = {0};                                               \\
         fastnn_dot_vd acc[fastnn_dot_count];                                          \\
         double lanes[8], tail = 0;                                                    \\
-        Py_ssize_t i = 0, blocked = n - n % 32;                                       \\
+        Py_ssize_t i = 0, blocked = n - n % FASTNN_DOT_LANES;                         \\
         for (int v = 0; v < fastnn_dot_count; v++) acc[v] = zero;                     \\
-        for (; i < blocked; i += 32)                                                  \\
+        for (; i < blocked; i += FASTNN_DOT_LANES)                                    \\
             for (int v = 0; v < fastnn_dot_count; v++)                                \\
                 acc[v] += LOAD_X(x + i + v * fastnn_dot_lanes)                        \\
                           * LOAD_W(w + i + v * fastnn_dot_lanes);                     \\
@@ -102,9 +99,9 @@ cdef extern from *:
 
 cdef inline double _dot(const floating* x, const other_floating* w,
                         Py_ssize_t n) noexcept nogil:
-    """x . w accumulated in double, in LANES independent sums (vectorised), added
-    pairwise; the entries after the last whole block of LANES in a sum of their own,
-    added last (fastnn_dot_*)."""
+    """x . w accumulated in double, in FASTNN_DOT_LANES (32) independent sums
+    (vectorised), added pairwise; the entries after the last whole block of 32 in a sum
+    of their own, added last (fastnn_dot_*)."""
     if floating is float:
         if other_floating is float:
             return fastnn_dot_ff(x, w, n)
