@@ -41,8 +41,7 @@ class Options:
     min_time: float = None  # keep repeating a run until this many seconds were timed
     # At most this many calls: high enough that a fast run (W2's epochs take 3 ms) is
     # timed across min_time too, not across the 50 ms of 20 calls, which a slow stretch
-    # of a shared host can cover whole (it once took Cython's W2 from 4.0 to 2.8 M
-    # samples/s).
+    # of a shared host could cover whole.
     max_repeats: int = None
     import_time: bool = True
 
